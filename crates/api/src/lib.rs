@@ -1,0 +1,7 @@
+//! Lockstep's API crate: the `external-secrets.io` CRD types, their defaults and validation
+//! rules, ESO's and Reloader's hashes, and the well-known labels, annotations, finalizers and
+//! field-manager names. Pure: no I/O, no Kubernetes client.
+
+/// The API group of the ExternalSecret, SecretStore and ClusterSecretStore kinds, shared with
+/// External Secrets Operator so that existing manifests apply unchanged.
+pub const GROUP: &str = "external-secrets.io";

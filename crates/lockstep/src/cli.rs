@@ -1,0 +1,81 @@
+//! Command-line interface.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use kube::api::PostParams;
+use kube::{Api, Client};
+
+/// Lockstep keeps Secrets in sync with external secret stores and rolls the workloads that use
+/// them when their content changes.
+#[derive(Debug, Parser)]
+#[command(name = "lockstep", version, about)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Json, env = "LOCKSTEP_LOG_FORMAT", global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable text.
+    Text,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the version and the TLS crypto provider.
+    Version,
+    /// Connect to the Kubernetes API with the current credentials and report who Lockstep is
+    /// there and which server version it talks to.
+    Check,
+}
+
+impl Cli {
+    /// Runs the chosen subcommand.
+    pub async fn run(self) -> anyhow::Result<()> {
+        init_logging(self.log_format);
+        match self.command {
+            Command::Version => {
+                println!(
+                    "lockstep {} (rustls with aws-lc-rs, FIPS mode: {})",
+                    env!("CARGO_PKG_VERSION"),
+                    crate::tls::fips_enabled()
+                );
+                Ok(())
+            }
+            Command::Check => check().await,
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn check() -> anyhow::Result<()> {
+    let client = Client::try_default().await?;
+    let version = client.apiserver_version().await?;
+    let review = Api::<SelfSubjectReview>::all(client)
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await?;
+    let user = review
+        .status
+        .and_then(|s| s.user_info)
+        .and_then(|u| u.username)
+        .unwrap_or_default();
+    println!("connected to Kubernetes {} as {user}", version.git_version);
+    Ok(())
+}

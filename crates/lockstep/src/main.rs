@@ -1,0 +1,17 @@
+//! The `lockstep` binary: command-line entry point that wires the controller crates together.
+
+mod cli;
+mod tls;
+
+use clap::Parser;
+
+fn main() -> anyhow::Result<()> {
+    // One rustls crypto provider for the whole process, installed before any client exists, so
+    // the Kubernetes and AWS clients never disagree about it.
+    tls::install_crypto_provider()?;
+    let cli = cli::Cli::parse();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(cli.run())
+}

@@ -1,0 +1,5 @@
+//! Lockstep's end-to-end tests: one test binary, run against the local test environment that
+//! `testenv/testenv.py` starts (real kube-apiserver, etcd, kube-controller-manager, OpenBao and
+//! moto on loopback).
+
+mod smoke;
