@@ -2,6 +2,11 @@
 //! rules, ESO's and Reloader's hashes, and the well-known labels, annotations, finalizers and
 //! field-manager names. Pure: no I/O, no Kubernetes client.
 
+pub mod external_secret;
+pub mod meta;
+pub mod providers;
+pub mod value;
+
 /// The API group of the ExternalSecret, SecretStore and ClusterSecretStore kinds, shared with
 /// External Secrets Operator so that existing manifests apply unchanged.
 pub const GROUP: &str = "external-secrets.io";

@@ -1,0 +1,2 @@
+//! Provider configuration types: one module per secret store, as in ESO's
+//! `secretstore_<provider>_types.go`.
