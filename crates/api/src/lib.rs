@@ -3,9 +3,11 @@
 //! field-manager names. Pure: no I/O, no Kubernetes client.
 
 pub mod external_secret;
+pub mod hash;
 pub mod meta;
 pub mod providers;
 pub mod value;
+pub mod well_known;
 
 /// The API group of the ExternalSecret, SecretStore and ClusterSecretStore kinds, shared with
 /// External Secrets Operator so that existing manifests apply unchanged.

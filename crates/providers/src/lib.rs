@@ -10,7 +10,9 @@ use lockstep_api::value::SecretValue;
 
 pub mod context;
 mod error;
+pub mod kubernetes;
 pub mod property;
+pub mod vault;
 
 pub use context::{StoreContext, StoreKind};
 pub use error::ProviderError;

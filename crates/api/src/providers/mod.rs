@@ -1,2 +1,5 @@
 //! Provider configuration types: one module per secret store, as in ESO's
 //! `secretstore_<provider>_types.go`.
+
+pub mod kubernetes;
+pub mod vault;

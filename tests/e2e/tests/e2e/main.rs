@@ -2,4 +2,5 @@
 //! `testenv/testenv.py` starts (real kube-apiserver, etcd, kube-controller-manager, OpenBao and
 //! moto on loopback).
 
+mod providers;
 mod smoke;

@@ -1,0 +1,1 @@
+//! ESO-compatible hashes (placeholder until implemented).

@@ -1,0 +1,1 @@
+//! Configuration of the `kubernetes` provider (placeholder until implemented).

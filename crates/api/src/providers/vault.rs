@@ -1,0 +1,1 @@
+//! Configuration of the `vault` and `openBao` providers (placeholder until implemented).

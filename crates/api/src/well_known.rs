@@ -1,0 +1,1 @@
+//! Well-known ESO labels, annotations, finalizers and field managers (placeholder until implemented).

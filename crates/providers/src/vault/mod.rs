@@ -1,0 +1,1 @@
+//! The `vault` and `openBao` providers (placeholder until implemented).

@@ -1,0 +1,1 @@
+//! The kubernetes provider against the real apiserver (placeholder until implemented).

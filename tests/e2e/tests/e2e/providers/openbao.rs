@@ -1,0 +1,1 @@
+//! The vault/openBao provider against the real OpenBao (placeholder until implemented).
