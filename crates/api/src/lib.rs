@@ -2,10 +2,13 @@
 //! rules, ESO's and Reloader's hashes, and the well-known labels, annotations, finalizers and
 //! field-manager names. Pure: no I/O, no Kubernetes client.
 
+pub mod crd;
 pub mod external_secret;
 pub mod hash;
 pub mod meta;
 pub mod providers;
+pub mod schema;
+pub mod secret_store;
 pub mod value;
 pub mod well_known;
 

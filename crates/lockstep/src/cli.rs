@@ -30,6 +30,12 @@ enum LogFormat {
 enum Command {
     /// Print the version and the TLS crypto provider.
     Version,
+    /// Print the CustomResourceDefinitions Lockstep serves (or write one file each into a folder).
+    Crds {
+        /// Write `<group>_<plural>.yaml` files into this folder instead of printing.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
     /// Connect to the Kubernetes API with the current credentials and report who Lockstep is
     /// there and which server version it talks to.
     Check,
@@ -48,6 +54,7 @@ impl Cli {
                 );
                 Ok(())
             }
+            Command::Crds { dir } => crds(dir.as_deref()),
             Command::Check => check().await,
         }
     }
@@ -63,6 +70,17 @@ fn init_logging(format: LogFormat) {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+}
+
+fn crds(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+    for crd in lockstep_api::crd::all() {
+        let yaml = lockstep_api::crd::to_yaml(&crd);
+        match dir {
+            Some(dir) => std::fs::write(dir.join(lockstep_api::crd::file_name(&crd)), yaml)?,
+            None => print!("{yaml}"),
+        }
+    }
+    Ok(())
 }
 
 async fn check() -> anyhow::Result<()> {

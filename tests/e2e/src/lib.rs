@@ -5,10 +5,12 @@
 //! it is not running, every end-to-end test fails with a message that says how to start it: no
 //! test passes or skips silently.
 
+mod crds;
 mod env;
 mod namespace;
 mod wait;
 
+pub use crds::ensure_crds;
 pub use env::{TestEnv, test_env};
 pub use namespace::{TestNamespace, cluster_scoped, unique_name};
 pub use wait::{TIMEOUT, eventually};

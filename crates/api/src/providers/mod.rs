@@ -1,5 +1,6 @@
 //! Provider configuration types: one module per secret store, as in ESO's
 //! `secretstore_<provider>_types.go`.
 
+pub mod fake;
 pub mod kubernetes;
 pub mod vault;

@@ -2,5 +2,6 @@
 //! `testenv/testenv.py` starts (real kube-apiserver, etcd, kube-controller-manager, OpenBao and
 //! moto on loopback).
 
+mod api;
 mod providers;
 mod smoke;
