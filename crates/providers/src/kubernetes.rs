@@ -1,1 +1,0 @@
-//! The `kubernetes` provider (placeholder until implemented).
