@@ -3,6 +3,7 @@
 //! field-manager names. Pure: no I/O, no Kubernetes client.
 
 pub mod crd;
+pub mod duration;
 pub mod external_secret;
 pub mod hash;
 pub mod meta;

@@ -10,6 +10,7 @@ use lockstep_api::value::SecretValue;
 
 pub mod context;
 mod error;
+pub mod fake;
 pub mod kubernetes;
 pub mod property;
 pub mod vault;

@@ -1,0 +1,90 @@
+//! What every reconcile shares: the Kubernetes client, configuration, metrics, the event
+//! recorder and the provider client caches.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use lockstep_api::external_secret::ExternalSecret;
+
+use crate::metrics::Metrics;
+
+/// How the controller runs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Watch and manage only this namespace (all namespaces when `None`).
+    pub namespace: Option<String>,
+    /// The controller class: stores whose `spec.controller` is set to another value are left
+    /// to another controller.
+    pub controller_class: String,
+    /// How many ExternalSecrets are reconciled at once.
+    pub concurrency: u16,
+    /// How often stores are validated when they do not say.
+    pub store_requeue_interval: Duration,
+    /// Whether ClusterSecretStores are served at all.
+    pub cluster_stores: bool,
+    /// Refuse ClusterSecretStores without `conditions` (ESO allows them from every namespace).
+    pub require_store_conditions: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            namespace: None,
+            controller_class: "default".to_owned(),
+            concurrency: 8,
+            store_requeue_interval: Duration::from_secs(300),
+            cluster_stores: true,
+            require_store_conditions: false,
+        }
+    }
+}
+
+/// State shared by the reconcilers.
+pub struct Context {
+    /// Lockstep's Kubernetes client.
+    pub client: Client,
+    /// The configuration.
+    pub config: Config,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Publishes events as `external-secrets`, as ESO does.
+    pub recorder: Recorder,
+    /// Consecutive failures per ExternalSecret, for per-object backoff.
+    failures: Mutex<HashMap<ObjectRef<ExternalSecret>, u32>>,
+}
+
+impl Context {
+    /// A context for `client` with `config`.
+    pub fn new(client: Client, config: Config) -> Self {
+        let reporter = Reporter {
+            controller: "external-secrets".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            config,
+            metrics: Metrics::default(),
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Records a failure and returns how long to wait before retrying: 5 s doubling up to
+    /// 5 min, per object.
+    pub fn backoff(&self, object: &ObjectRef<ExternalSecret>) -> Duration {
+        let mut failures = self.failures.lock().expect("failure map lock");
+        let n = failures.entry(object.clone()).or_insert(0);
+        *n = n.saturating_add(1);
+        let secs = 5u64.saturating_mul(1 << (*n - 1).min(6));
+        Duration::from_secs(secs.min(300))
+    }
+
+    /// Forgets the failures of an object after a success.
+    pub fn reset_backoff(&self, object: &ObjectRef<ExternalSecret>) {
+        self.failures.lock().expect("failure map lock").remove(object);
+    }
+}

@@ -1,0 +1,146 @@
+//! Reading provider data for one ExternalSecret: dataFrom entries first (in order, later
+//! entries win), then data entries; one client per store per reconcile.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use lockstep_api::external_secret::{ConversionStrategy, ExternalSecret, SecretStoreRef, StoreRefKind};
+use lockstep_api::value::SecretValue;
+use lockstep_providers::{ProviderError, SecretMap, SecretsClient};
+
+use super::build;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::stores::{self, Resolution};
+
+/// What fetching found.
+#[derive(Default)]
+pub struct Fetched {
+    /// The merged key/value pairs.
+    pub data: SecretMap,
+    /// Remote keys that do not exist.
+    pub missing: Vec<String>,
+}
+
+/// The outcome of fetching.
+pub enum Outcome {
+    /// Data was read.
+    Fetched(Fetched),
+    /// A store belongs to another controller class.
+    OtherController,
+}
+
+type Clients = HashMap<(StoreRefKind, String), (Arc<dyn SecretsClient>, &'static str)>;
+
+async fn client_for(
+    ctx: &Context,
+    clients: &mut Clients,
+    store_ref: Option<&SecretStoreRef>,
+    namespace: &str,
+) -> Result<Option<(Arc<dyn SecretsClient>, &'static str)>> {
+    let store_ref = store_ref.ok_or_else(|| Error::Invalid("spec.secretStoreRef is not set".into()))?;
+    let kind = store_ref.kind.unwrap_or_default();
+    let name = store_ref.name.clone().unwrap_or_default();
+    if let Some(found) = clients.get(&(kind, name.clone())) {
+        return Ok(Some(found.clone()));
+    }
+    let store = match stores::resolve(ctx, kind, &name, namespace).await? {
+        Resolution::OtherController => return Ok(None),
+        Resolution::Store(store) => store,
+    };
+    if let Some((status, reason)) = &store.ready
+        && status != "True"
+    {
+        return Err(Error::Store(format!(
+            "{kind:?} {name} is not ready ({})",
+            reason.as_deref().unwrap_or("no reason given")
+        )));
+    }
+    let client = stores::client(ctx, &store, namespace).await?;
+    clients.insert((kind, name), client.clone());
+    Ok(Some(client))
+}
+
+fn count(ctx: &Context, provider: &str, call: &str, result: &std::result::Result<impl Sized, ProviderError>) {
+    let status = match result {
+        Ok(_) => "success",
+        Err(ProviderError::NotFound { .. }) => "success_not_found",
+        Err(e) => e.label(),
+    };
+    ctx.metrics.provider_call(provider, call, status);
+}
+
+/// Reads everything `es` asks for. Values already fetched are added to `seen`, so that any
+/// later error message can be scrubbed of them.
+pub async fn fetch(ctx: &Context, es: &ExternalSecret, namespace: &str, seen: &mut Vec<SecretValue>) -> Result<Outcome> {
+    let mut clients = Clients::new();
+    let mut out = Fetched::default();
+    let default_store = es.spec.secret_store_ref.as_ref();
+
+    for entry in es.spec.data_from.iter().flatten() {
+        let store_ref = entry.source_ref.as_ref().and_then(|s| s.store_ref.as_ref()).or(default_store);
+        let Some((client, provider)) = client_for(ctx, &mut clients, store_ref, namespace).await? else {
+            return Ok(Outcome::OtherController);
+        };
+        let (result, decoding, conversion, null_policy, what) = if let Some(extract) = &entry.extract {
+            let r = client.get_secret_map(extract).await;
+            count(ctx, provider, "GetSecretMap", &r);
+            (r, extract.decoding_strategy, extract.conversion_strategy, extract.null_byte_policy, extract.key.clone())
+        } else if let Some(find) = &entry.find {
+            let r = client.get_all_secrets(find).await;
+            count(ctx, provider, "GetAllSecrets", &r);
+            (r, find.decoding_strategy, find.conversion_strategy, find.null_byte_policy, "find".to_owned())
+        } else {
+            continue;
+        };
+        let map = match result {
+            Ok(map) => map,
+            Err(ProviderError::NotFound { key }) => {
+                out.missing.push(key);
+                let _ = what;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        seen.extend(map.values().cloned());
+        let mut decoded = SecretMap::new();
+        for (k, v) in map {
+            let v = build::decode(v, decoding.unwrap_or_default(), &k)?;
+            seen.push(v.clone());
+            decoded.insert(k, v);
+        }
+        build::check_null_bytes(&decoded, null_policy)?;
+        let rewrites = entry.rewrite.as_deref().unwrap_or_default();
+        let converted = if rewrites.is_empty() {
+            let strategy = conversion.unwrap_or(ConversionStrategy::Default);
+            decoded.into_iter().map(|(k, v)| (build::convert_key(&k, strategy), v)).collect()
+        } else {
+            build::rewrite_keys(decoded, rewrites)?
+        };
+        out.data.extend(converted);
+    }
+
+    for entry in es.spec.data.iter().flatten() {
+        let store_ref = entry.source_ref.as_ref().and_then(|s| s.store_ref.as_ref()).or(default_store);
+        let Some((client, provider)) = client_for(ctx, &mut clients, store_ref, namespace).await? else {
+            return Ok(Outcome::OtherController);
+        };
+        let result = client.get_secret(&entry.remote_ref).await;
+        count(ctx, provider, "GetSecret", &result);
+        let value = match result {
+            Ok(v) => v,
+            Err(ProviderError::NotFound { key }) => {
+                out.missing.push(key);
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        seen.push(value.clone());
+        let value = build::decode(value, entry.remote_ref.decoding_strategy.unwrap_or_default(), &entry.secret_key)?;
+        seen.push(value.clone());
+        let single = [(entry.secret_key.clone(), value)];
+        build::check_null_bytes(single.iter().map(|(k, v)| (k, v)), entry.remote_ref.null_byte_policy)?;
+        out.data.extend(single);
+    }
+    Ok(Outcome::Fetched(out))
+}

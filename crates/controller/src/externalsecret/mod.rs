@@ -1,0 +1,106 @@
+//! The ExternalSecret controller: watches ExternalSecrets, the Secrets they manage
+//! (metadata only, by ESO's managed label) and the stores they use.
+
+mod build;
+mod fetch;
+pub mod reconcile;
+mod status;
+pub mod validate;
+mod write;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, controller, watcher};
+use kube::{Api, ResourceExt};
+use lockstep_api::external_secret::{ExternalSecret, StoreRefKind};
+use lockstep_api::secret_store::{ClusterSecretStore, SecretStore};
+use lockstep_api::well_known;
+
+use crate::context::Context;
+
+fn references_store(es: &ExternalSecret, kind: StoreRefKind, name: &str) -> bool {
+    let matches = |r: Option<&lockstep_api::external_secret::SecretStoreRef>| {
+        r.is_some_and(|r| r.kind.unwrap_or_default() == kind && r.name.as_deref() == Some(name))
+    };
+    matches(es.spec.secret_store_ref.as_ref())
+        || es.spec.data.iter().flatten().any(|d| matches(d.source_ref.as_ref().and_then(|s| s.store_ref.as_ref())))
+        || es.spec.data_from.iter().flatten().any(|d| matches(d.source_ref.as_ref().and_then(|s| s.store_ref.as_ref())))
+}
+
+/// Runs the ExternalSecret controller until `shutdown` completes.
+pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let client = ctx.client.clone();
+    let (es_api, secret_api, store_api) = match ctx.config.namespace.as_deref() {
+        Some(ns) => (
+            Api::<ExternalSecret>::namespaced(client.clone(), ns),
+            Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), ns),
+            Api::<SecretStore>::namespaced(client.clone(), ns),
+        ),
+        None => (
+            Api::<ExternalSecret>::all(client.clone()),
+            Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+            Api::<SecretStore>::all(client.clone()),
+        ),
+    };
+    let managed = format!("{}={}", well_known::LABEL_MANAGED, well_known::LABEL_MANAGED_VALUE);
+    let controller = Controller::new(es_api, watcher::Config::default().any_semantic());
+    let store = controller.store();
+
+    let by_secret = store.clone();
+    let by_store = store.clone();
+    let by_cluster_store = store;
+    let mut controller = controller
+        .watches(secret_api, watcher::Config::default().labels(&managed), move |secret| {
+            let ns = secret.namespace().unwrap_or_default();
+            let name = secret.name_any();
+            by_secret
+                .state()
+                .into_iter()
+                .filter(|es| {
+                    es.namespace().as_deref() == Some(ns.as_str())
+                        && es.spec.target.as_ref().and_then(|t| t.name.clone()).unwrap_or_else(|| es.name_any()) == name
+                })
+                .map(|es| ObjectRef::from_obj(es.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .watches(store_api, watcher::Config::default(), move |ss| {
+            let ns = ss.namespace();
+            let name = ss.name_any();
+            by_store
+                .state()
+                .into_iter()
+                .filter(|es| es.namespace() == ns && references_store(es, StoreRefKind::SecretStore, &name))
+                .map(|es| ObjectRef::from_obj(es.as_ref()))
+                .collect::<Vec<_>>()
+        });
+    if ctx.config.cluster_stores {
+        controller = controller.watches(
+            Api::<ClusterSecretStore>::all(client),
+            watcher::Config::default(),
+            move |css| {
+                let name = css.name_any();
+                by_cluster_store
+                    .state()
+                    .into_iter()
+                    .filter(|es| references_store(es, StoreRefKind::ClusterSecretStore, &name))
+                    .map(|es| ObjectRef::from_obj(es.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        );
+    }
+    controller
+        .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "externalsecret controller");
+            }
+        })
+        .await;
+}

@@ -1,0 +1,286 @@
+//! One ExternalSecret reconcile: read → validate → build (pure) → apply → status.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
+use lockstep_api::external_secret::{
+    CreationPolicy, DeletionPolicy, ExternalSecret, ExternalSecretStatus, LocalObjectReference, RefreshPolicy,
+};
+use lockstep_api::value::SecretValue;
+use lockstep_api::{duration, hash, well_known};
+use rand::Rng;
+
+use super::fetch::{self, Outcome};
+use super::status::{self, reason};
+use super::{build, validate, write};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::metrics::ObjectLabels;
+use crate::scrub::scrub;
+
+/// The refresh interval when the spec does not set one (ESO's default).
+const DEFAULT_REFRESH: Duration = Duration::from_secs(3600);
+
+/// Reconciles one ExternalSecret.
+pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let namespace = es.namespace().unwrap_or_default();
+    let name = es.name_any();
+    let labels = ObjectLabels { name: name.clone(), namespace: namespace.clone() };
+    ctx.metrics.sync_calls.get_or_create(&labels).inc();
+    let api = Api::<ExternalSecret>::namespaced(ctx.client.clone(), &namespace);
+
+    if es.meta().deletion_timestamp.is_some() {
+        return cleanup(&ctx, &api, &es).await;
+    }
+    ensure_finalizer(&api, &es).await?;
+
+    let mut seen: Vec<SecretValue> = Vec::new();
+    let result = sync(&ctx, &api, &es, &mut seen).await;
+    ctx.metrics
+        .reconcile_duration
+        .get_or_create(&labels)
+        .set(i64::try_from(started.elapsed().as_nanos()).unwrap_or(i64::MAX));
+    let object = ObjectRef::from_obj(es.as_ref());
+    match result {
+        Ok(action) => {
+            ctx.reset_backoff(&object);
+            Ok(action)
+        }
+        Err(err) => {
+            ctx.metrics.sync_errors.get_or_create(&labels).inc();
+            let message = scrub(&failure_message(&err), &seen);
+            let reason = match &err {
+                Error::Unsupported(field) => validate::unsupported_reason(field),
+                _ => reason::SYNCED_ERROR.to_owned(),
+            };
+            let mut new_status = es.status.clone().unwrap_or_default();
+            new_status.conditions = Some(vec![status::ready(es.status.as_ref(), false, &reason, &message)]);
+            status::write(&api, &es, new_status).await?;
+            ctx.metrics.set_condition(&name, &namespace, "Ready", "False");
+            publish(&ctx, &es, EventType::Warning, "UpdateFailed", &message).await;
+            tracing::warn!(namespace, name, reason, error = %message, "sync failed");
+            if err.is_transient() {
+                Ok(Action::requeue(ctx.backoff(&object)))
+            } else {
+                // Only a change of the object (or of a store it uses) can fix this.
+                Ok(Action::await_change())
+            }
+        }
+    }
+}
+
+fn failure_message(err: &Error) -> String {
+    match err {
+        Error::Provider(e) => format!("could not get secret data from provider: {e}"),
+        Error::Kube(e) => format!("could not update secret: {e}"),
+        other => other.to_string(),
+    }
+}
+
+async fn publish(ctx: &Context, es: &ExternalSecret, type_: EventType, reason: &str, note: &str) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.into()),
+        action: "Sync".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &es.object_ref(&())).await {
+        tracing::debug!(error = %e, "publishing an event failed");
+    }
+}
+
+async fn ensure_finalizer(api: &Api<ExternalSecret>, es: &ExternalSecret) -> Result<()> {
+    if es.finalizers().iter().any(|f| f == well_known::FINALIZER_EXTERNAL_SECRET) {
+        return Ok(());
+    }
+    let mut finalizers = es.finalizers().to_vec();
+    finalizers.push(well_known::FINALIZER_EXTERNAL_SECRET.into());
+    let patch = serde_json::json!({
+        "metadata": { "finalizers": finalizers, "resourceVersion": es.resource_version() }
+    });
+    api.patch(&es.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
+async fn cleanup(ctx: &Context, api: &Api<ExternalSecret>, es: &ExternalSecret) -> Result<Action> {
+    let target = es.spec.target.clone().unwrap_or_default();
+    if target.deletion_policy == Some(DeletionPolicy::Delete) && target.creation_policy.unwrap_or_default() == CreationPolicy::Owner {
+        let secret_name = target.name.clone().unwrap_or_else(|| es.name_any());
+        let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &es.namespace().unwrap_or_default());
+        if let Some(secret) = secrets.get_opt(&secret_name).await? {
+            let uid = es.uid().unwrap_or_default();
+            let ours = secret.owner_references().iter().any(|o| o.controller == Some(true) && o.uid == uid);
+            if ours {
+                secrets.delete(&secret_name, &DeleteParams::default()).await?;
+            }
+        }
+    }
+    let remaining: Vec<&String> = es.finalizers().iter().filter(|f| *f != well_known::FINALIZER_EXTERNAL_SECRET).collect();
+    if remaining.len() != es.finalizers().len() {
+        let patch = serde_json::json!({
+            "metadata": { "finalizers": remaining, "resourceVersion": es.resource_version() }
+        });
+        api.patch(&es.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    }
+    Ok(Action::await_change())
+}
+
+fn refresh_interval(es: &ExternalSecret) -> Result<Duration> {
+    match es.spec.refresh_interval.as_deref() {
+        None | Some("") => Ok(DEFAULT_REFRESH),
+        Some(s) => duration::parse(s).map_err(|e| Error::Invalid(format!("spec.refreshInterval: {e}"))),
+    }
+}
+
+/// Time since the last sync, if there was one.
+fn since_refresh(es: &ExternalSecret) -> Option<Duration> {
+    let t = es.status.as_ref()?.refresh_time.as_ref()?;
+    let elapsed = k8s_openapi::jiff::Timestamp::now().duration_since(t.0);
+    Some(elapsed.unsigned_abs())
+}
+
+/// ESO's refresh decision.
+fn should_refresh(es: &ExternalSecret, interval: Duration) -> bool {
+    let status = es.status.as_ref();
+    let synced = status.and_then(|s| s.synced_resource_version.as_deref()).unwrap_or_default();
+    let refreshed = status.and_then(|s| s.refresh_time.as_ref()).is_some();
+    let current = hash::synced_resource_version(&es.metadata);
+    match es.spec.refresh_policy.unwrap_or_default() {
+        RefreshPolicy::CreatedOnce => synced.is_empty() || !refreshed,
+        RefreshPolicy::OnChange => synced != current,
+        RefreshPolicy::Periodic => {
+            if synced != current {
+                return true;
+            }
+            if interval.is_zero() && !synced.is_empty() {
+                return false;
+            }
+            match since_refresh(es) {
+                None => true,
+                Some(elapsed) => elapsed >= interval,
+            }
+        }
+    }
+}
+
+/// When to look again after a sync: the rest of the interval plus up to 10% jitter, so that
+/// ExternalSecrets synced together do not all refresh together.
+fn next_refresh(es: &ExternalSecret, interval: Duration) -> Action {
+    if interval.is_zero() || es.spec.refresh_policy.is_some_and(|p| p != RefreshPolicy::Periodic) {
+        return Action::await_change();
+    }
+    let left = interval.saturating_sub(since_refresh(es).unwrap_or_default());
+    let jitter_ms = rand::rng().random_range(0..=interval.as_millis().min(u128::from(u64::MAX)) as u64 / 10);
+    Action::requeue(left + Duration::from_millis(jitter_ms))
+}
+
+async fn sync(ctx: &Context, api: &Api<ExternalSecret>, es: &ExternalSecret, seen: &mut Vec<SecretValue>) -> Result<Action> {
+    let namespace = es.namespace().unwrap_or_default();
+    let name = es.name_any();
+    validate::validate(&es.spec)?;
+    let interval = refresh_interval(es)?;
+    let target = es.spec.target.clone().unwrap_or_default();
+    let target_name = target.name.clone().unwrap_or_else(|| name.clone());
+    let creation = target.creation_policy.unwrap_or_default();
+    let deletion = target.deletion_policy.unwrap_or_default();
+    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
+    let existing = secrets.get_opt(&target_name).await?;
+
+    // In sync and not due: no provider call and no write (this is what makes a takeover from
+    // ESO free). An Orphan Secret counts as valid whatever it holds, as in ESO.
+    let valid = match (&existing, creation) {
+        (_, CreationPolicy::Orphan) => existing.is_some(),
+        (_, CreationPolicy::None) => true,
+        (Some(s), _) => build::secret_is_valid(s),
+        (None, _) => false,
+    };
+    if !should_refresh(es, interval) && valid {
+        return Ok(next_refresh(es, interval));
+    }
+
+    let fetched = match fetch::fetch(ctx, es, &namespace, seen).await? {
+        Outcome::OtherController => return Ok(Action::await_change()),
+        Outcome::Fetched(f) => f,
+    };
+    if !fetched.missing.is_empty() {
+        if deletion == DeletionPolicy::Retain {
+            return Err(Error::Provider(lockstep_providers::ProviderError::NotFound {
+                key: fetched.missing.join(", "),
+            }));
+        }
+        for key in &fetched.missing {
+            publish(ctx, es, kube::runtime::events::EventType::Normal, "MissingProviderSecret", &format!("secret {key:?} does not exist at the provider")).await;
+        }
+    }
+
+    let mut status = es.status.clone().unwrap_or_default();
+    let finish = |status: &mut ExternalSecretStatus, reason: &str, message: &str| {
+        status.conditions = Some(vec![status::ready(es.status.as_ref(), true, reason, message)]);
+        status.refresh_time = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+        status.synced_resource_version = Some(hash::synced_resource_version(&es.metadata));
+    };
+
+    if fetched.data.is_empty() && !fetched.missing.is_empty() && deletion == DeletionPolicy::Delete {
+        if let Some(secret) = &existing {
+            let uid = es.uid().unwrap_or_default();
+            if secret.owner_references().iter().any(|o| o.controller == Some(true) && o.uid == uid) {
+                secrets.delete(&target_name, &DeleteParams::default()).await?;
+                publish(ctx, es, EventType::Normal, "Deleted", "secret deleted due to DeletionPolicy=Delete").await;
+            }
+        }
+        finish(&mut status, reason::DELETED, "secret deleted due to DeletionPolicy=Delete");
+        status.binding = None;
+        status::write(api, es, status).await?;
+        ctx.metrics.set_condition(&name, &namespace, "Ready", "True");
+        return Ok(next_refresh(es, interval));
+    }
+
+    match (creation, &existing) {
+        (CreationPolicy::None, _) => {}
+        (CreationPolicy::Merge, None) => {
+            let mut status = es.status.clone().unwrap_or_default();
+            status.conditions = Some(vec![status::ready(
+                es.status.as_ref(),
+                false,
+                reason::MISSING,
+                "secret will not be created due to CreationPolicy=Merge",
+            )]);
+            status::write(api, es, status).await?;
+            ctx.metrics.set_condition(&name, &namespace, "Ready", "False");
+            return Ok(Action::requeue(interval.max(Duration::from_secs(30))));
+        }
+        _ => {
+            let manager = hash::field_manager(&name);
+            let owned = existing.as_ref().map(|s| write::owned_data_keys(s, &manager)).unwrap_or_default();
+            let desired = build::desired_secret(es, &target_name, fetched.data, existing.as_ref(), &owned)?;
+            if creation == CreationPolicy::Owner {
+                write::delete_orphans(&secrets, &namespace, &name, &es.uid().unwrap_or_default(), &target_name).await?;
+            }
+            match write::apply(&secrets, existing.as_ref(), &desired.secret, &name).await? {
+                write::Written::Created => publish(ctx, es, EventType::Normal, "Created", "secret created").await,
+                write::Written::Updated => publish(ctx, es, EventType::Normal, "Updated", "secret updated").await,
+                write::Written::Unchanged => {}
+            }
+            status.binding = Some(LocalObjectReference { name: target_name.clone() });
+        }
+    }
+    finish(&mut status, reason::SYNCED, "secret synced");
+    status::write(api, es, status).await?;
+    ctx.metrics.set_condition(&name, &namespace, "Ready", "True");
+    Ok(next_refresh(es, interval))
+}
+
+/// The requeue after an error the reconciler could not record in status.
+pub fn error_policy(es: Arc<ExternalSecret>, err: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(namespace = es.namespace(), name = es.name_any(), error = %err, "reconcile failed");
+    Action::requeue(ctx.backoff(&ObjectRef::from_obj(es.as_ref())))
+}
