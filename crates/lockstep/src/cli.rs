@@ -28,6 +28,8 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the controllers: sync ExternalSecrets and validate stores.
+    Run(crate::run::RunArgs),
     /// Print the version and the TLS crypto provider.
     Version,
     /// Print the CustomResourceDefinitions Lockstep serves (or write one file each into a folder).
@@ -54,6 +56,7 @@ impl Cli {
                 );
                 Ok(())
             }
+            Command::Run(args) => crate::run::run(args).await,
             Command::Crds { dir } => crds(dir.as_deref()),
             Command::Check => check().await,
         }

@@ -1,6 +1,7 @@
 //! The `lockstep` binary: command-line entry point that wires the controller crates together.
 
 mod cli;
+mod run;
 mod tls;
 
 use clap::Parser;

@@ -82,14 +82,14 @@ pub async fn fetch(ctx: &Context, es: &ExternalSecret, namespace: &str, seen: &m
         let Some((client, provider)) = client_for(ctx, &mut clients, store_ref, namespace).await? else {
             return Ok(Outcome::OtherController);
         };
-        let (result, decoding, conversion, null_policy, what) = if let Some(extract) = &entry.extract {
+        let (result, decoding, conversion, null_policy) = if let Some(extract) = &entry.extract {
             let r = client.get_secret_map(extract).await;
             count(ctx, provider, "GetSecretMap", &r);
-            (r, extract.decoding_strategy, extract.conversion_strategy, extract.null_byte_policy, extract.key.clone())
+            (r, extract.decoding_strategy, extract.conversion_strategy, extract.null_byte_policy)
         } else if let Some(find) = &entry.find {
             let r = client.get_all_secrets(find).await;
             count(ctx, provider, "GetAllSecrets", &r);
-            (r, find.decoding_strategy, find.conversion_strategy, find.null_byte_policy, "find".to_owned())
+            (r, find.decoding_strategy, find.conversion_strategy, find.null_byte_policy)
         } else {
             continue;
         };
@@ -97,7 +97,6 @@ pub async fn fetch(ctx: &Context, es: &ExternalSecret, namespace: &str, seen: &m
             Ok(map) => map,
             Err(ProviderError::NotFound { key }) => {
                 out.missing.push(key);
-                let _ = what;
                 continue;
             }
             Err(e) => return Err(e.into()),

@@ -17,9 +17,6 @@ pub mod reason {
     pub const MISSING: &str = "SecretMissing";
 }
 
-/// The field manager of Lockstep's status writes.
-pub const STATUS_MANAGER: &str = "lockstep";
-
 /// A Ready condition, keeping the transition time when the status did not change.
 pub fn ready(previous: Option<&ExternalSecretStatus>, status: bool, reason: &str, message: &str) -> ExternalSecretCondition {
     let status = if status { "True" } else { "False" };

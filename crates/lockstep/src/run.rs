@@ -1,0 +1,123 @@
+//! `lockstep run`: the controllers, the HTTP endpoints (metrics, health) and graceful
+//! shutdown on SIGTERM.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use lockstep_controller::{Config, Context};
+use tokio::sync::watch;
+
+/// Options of `lockstep run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Watch and manage only this namespace (all namespaces when unset).
+    #[arg(long, env = "LOCKSTEP_NAMESPACE")]
+    namespace: Option<String>,
+    /// Handle only stores whose spec.controller is empty or equals this class.
+    #[arg(long, default_value = "default", env = "LOCKSTEP_CONTROLLER_CLASS")]
+    controller_class: String,
+    /// ExternalSecrets reconciled at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: u16,
+    /// Address of /metrics.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Address of /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8082")]
+    health_addr: SocketAddr,
+    /// Do not serve ClusterSecretStores.
+    #[arg(long)]
+    disable_cluster_stores: bool,
+    /// Refuse ClusterSecretStores that have no conditions.
+    #[arg(long)]
+    require_store_conditions: bool,
+}
+
+#[derive(Clone)]
+struct AppState {
+    ctx: Arc<Context>,
+    ready: Arc<AtomicBool>,
+}
+
+/// Runs until SIGTERM or Ctrl-C.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let client = kube::Client::try_default().await?;
+    let config = Config {
+        namespace: args.namespace,
+        controller_class: args.controller_class,
+        concurrency: args.concurrency,
+        cluster_stores: !args.disable_cluster_stores,
+        require_store_conditions: args.require_store_conditions,
+        ..Config::default()
+    };
+    let ctx = Arc::new(Context::new(client.clone(), config));
+    let ready = Arc::new(AtomicBool::new(false));
+    let state = AppState { ctx: ctx.clone(), ready: ready.clone() };
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    let metrics_app = Router::new().route("/metrics", get(metrics)).with_state(state.clone());
+    let health_app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(state);
+    let metrics_listener = tokio::net::TcpListener::bind(args.metrics_addr).await?;
+    let health_listener = tokio::net::TcpListener::bind(args.health_addr).await?;
+    tracing::info!(metrics = %metrics_listener.local_addr()?, health = %health_listener.local_addr()?, "serving");
+    let metrics_server = axum::serve(metrics_listener, metrics_app).with_graceful_shutdown(stopped());
+    let health_server = axum::serve(health_listener, health_app).with_graceful_shutdown(stopped());
+
+    // Ready once the API answers: the controllers then build their caches.
+    client.apiserver_version().await?;
+    ready.store(true, Ordering::SeqCst);
+
+    let signal = async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    };
+    let (_, _, _, m, h) = tokio::join!(
+        signal,
+        lockstep_controller::externalsecret::run(ctx.clone(), stopped()),
+        lockstep_controller::secretstore::run(ctx.clone(), stopped()),
+        metrics_server,
+        health_server,
+    );
+    m?;
+    h?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.ctx.metrics.encode(),
+    )
+}
+
+async fn readyz(State(state): State<AppState>) -> StatusCode {
+    if state.ready.load(Ordering::SeqCst) {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
