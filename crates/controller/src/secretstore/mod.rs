@@ -134,7 +134,8 @@ fn error_policy<K>(_: Arc<K>, err: &Error, _: Arc<Context>) -> Action {
 }
 
 /// Runs the store controllers until `shutdown` completes.
-pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + Clone + 'static) {
+pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
     let client = ctx.client.clone();
     let stores = match ctx.config.namespace.as_deref() {
         Some(ns) => Api::<SecretStore>::namespaced(client.clone(), ns),
