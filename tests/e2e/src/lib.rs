@@ -7,10 +7,12 @@
 
 mod crds;
 mod env;
+mod lockstep;
 mod namespace;
 mod wait;
 
 pub use crds::ensure_crds;
+pub use lockstep::Lockstep;
 pub use env::{TestEnv, test_env};
 pub use namespace::{TestNamespace, cluster_scoped, unique_name};
 pub use wait::{TIMEOUT, eventually};

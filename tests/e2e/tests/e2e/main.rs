@@ -5,3 +5,4 @@
 mod api;
 mod providers;
 mod smoke;
+mod sync;
