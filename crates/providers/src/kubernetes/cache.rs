@@ -157,6 +157,13 @@ impl KubernetesCache {
         Some(entry.client.clone())
     }
 
+    /// Whether the remote apiserver refused the cached client's credentials (401).
+    pub(super) fn refused(&self, key: &StoreKey) -> bool {
+        lock(&self.clients)
+            .get(key)
+            .is_some_and(|e| e.client.is_stale())
+    }
+
     /// The cached client of `key` if it was built from exactly these inputs, so it can be kept.
     pub(super) fn same(
         &self,
@@ -202,6 +209,69 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key(name: &str) -> StoreKey {
+        StoreKey {
+            kind: StoreKind::SecretStore,
+            namespace: "team".into(),
+            name: name.into(),
+        }
+    }
+
+    fn entry(recheck_at: Instant) -> Entry {
+        let config = kube::Config::new("https://127.0.0.1:9".parse().expect("uri"));
+        let client = kube::Client::try_from(config).expect("a client (no connection is made)");
+        Entry {
+            spec_hash: 1,
+            fingerprint: [7; 32],
+            client: Arc::new(KubernetesSecrets::new(client, "default", false)),
+            recheck_at,
+            last_used: Instant::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn clients_are_reused_per_identity_and_spec_until_recheck_or_refusal() {
+        let cache = KubernetesCache::new(2, DEFAULT_RECHECK);
+        let later = Instant::now() + Duration::from_secs(60);
+        cache.insert(key("a"), entry(later));
+        let a = cache.fresh(&key("a"), 1).expect("fresh");
+        assert!(cache.fresh(&key("a"), 2).is_none(), "another spec");
+        assert!(cache.fresh(&key("b"), 1).is_none(), "another store");
+
+        // Due for a recheck: not fresh, but kept when rebuilt from the same inputs.
+        cache.insert(key("due"), entry(Instant::now()));
+        assert!(cache.fresh(&key("due"), 1).is_none());
+        let kept = cache
+            .same(&key("due"), 1, &[7; 32], later)
+            .expect("same inputs");
+        assert!(
+            cache
+                .fresh(&key("due"), 1)
+                .is_some_and(|c| Arc::ptr_eq(&c, &kept))
+        );
+        assert!(
+            cache.same(&key("due"), 1, &[8; 32], later).is_none(),
+            "new credentials"
+        );
+
+        // Bounded: the least recently used store is dropped.
+        let _ = cache.fresh(&key("a"), 1);
+        cache.insert(key("c"), entry(later));
+        assert_eq!(cache.len(), 2);
+        assert!(cache.fresh(&key("due"), 1).is_none());
+        assert!(cache.fresh(&key("a"), 1).is_some());
+
+        // Refused credentials (401): rebuilt, with a new token.
+        a.mark_stale();
+        assert!(cache.refused(&key("a")));
+        assert!(cache.fresh(&key("a"), 1).is_none());
+        assert!(cache.same(&key("a"), 1, &[7; 32], later).is_none());
+
+        cache.forget(StoreKind::SecretStore, Some("team"), "c");
+        assert_eq!(cache.len(), 1);
+        assert!(!format!("{cache:?}").is_empty());
+    }
 
     #[test]
     fn tokens_are_reused_until_renewal_and_bounded() {

@@ -45,11 +45,13 @@ impl Fingerprint {
     }
 }
 
-/// Builds the store's client configuration.
+/// Builds the store's client configuration. `new_token` skips a cached ServiceAccount token
+/// (the remote apiserver refused the last one).
 pub(super) async fn connection(
     spec: &KubernetesProvider,
     ctx: &StoreContext,
     tokens: &TokenCache,
+    new_token: bool,
 ) -> Result<Connection> {
     let mut fp = Fingerprint(Sha256::new());
     if let Some(auth_ref) = &spec.auth_ref {
@@ -112,7 +114,7 @@ pub(super) async fn connection(
             fp.add("token", token.as_bytes());
             config.auth_info.token = Some(SecretString::from(token));
         } else if let Some(sa) = &auth.service_account {
-            let (token, renew) = service_account_token(ctx, sa, tokens).await?;
+            let (token, renew) = service_account_token(ctx, sa, tokens, new_token).await?;
             let token = trimmed(&token, "auth.serviceAccount")?;
             fp.add("sa-token", token.as_bytes());
             config.auth_info.token = Some(SecretString::from(token));
@@ -255,6 +257,7 @@ async fn service_account_token(
     ctx: &StoreContext,
     selector: &ServiceAccountSelector,
     tokens: &TokenCache,
+    new_token: bool,
 ) -> Result<(SecretValue, Instant)> {
     let ns = ctx
         .resolve_namespace(selector.namespace.as_deref())
@@ -269,7 +272,7 @@ async fn service_account_token(
     audiences.sort();
     audiences.dedup();
     let key = (ns, selector.name.clone(), audiences);
-    if let Some(hit) = tokens.get(&key) {
+    if !new_token && let Some(hit) = tokens.get(&key) {
         return Ok(hit);
     }
     let issued = ctx

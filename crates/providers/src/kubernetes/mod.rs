@@ -66,7 +66,8 @@ pub async fn client(
         return Ok(client);
     }
 
-    let connection = config::connection(spec, ctx, &cache.tokens).await?;
+    let refused = cache.refused(&key);
+    let connection = config::connection(spec, ctx, &cache.tokens, refused).await?;
     let recheck_at = match connection.renew_at {
         Some(renew) => renew.min(Instant::now() + cache.recheck),
         None => Instant::now() + cache.recheck,

@@ -55,6 +55,11 @@ impl KubernetesSecrets {
         self.stale.load(Ordering::Relaxed)
     }
 
+    #[cfg(test)]
+    pub(super) fn mark_stale(&self) {
+        self.stale.store(true, Ordering::Relaxed);
+    }
+
     /// Maps a failed call; messages name the call, never a value or the server's body.
     fn error(&self, what: &str, e: kube::Error) -> ProviderError {
         match &e {
