@@ -256,7 +256,9 @@ async fn sync(ctx: &Context, api: &Api<ExternalSecret>, es: &ExternalSecret, see
             )]);
             status::write(api, es, status).await?;
             ctx.metrics.set_condition(&name, &namespace, "Ready", "False");
-            return Ok(Action::requeue(interval.max(Duration::from_secs(30))));
+            // Only managed Secrets are watched, so look again soon (backing off) for the
+            // Secret to merge into.
+            return Ok(Action::requeue(ctx.backoff(&ObjectRef::from_obj(es))));
         }
         _ => {
             let manager = hash::field_manager(&name);
