@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::providers::fake::FakeProvider;
+use crate::providers::kubernetes::KubernetesProvider;
 
 macro_rules! store_kinds {
     ($( $(#[$attr:meta])* $spec:ident ),+ $(,)?) => {$(
@@ -131,12 +132,12 @@ macro_rules! provider_union {
 provider_union! {
     typed {
         fake: FakeProvider = "fake", "Static key/value pairs, for tests and demos.";
+        kubernetes: KubernetesProvider = "kubernetes", "Secrets of another namespace or cluster, read with the store's own credentials.";
     }
     untyped {
         aws = "aws", "AWS Secrets Manager or Parameter Store.";
         vault = "vault", "HashiCorp Vault KV.";
         open_bao = "openBao", "OpenBao KV.";
-        kubernetes = "kubernetes", "Secrets of another namespace or cluster.";
         azurekv = "azurekv", "Azure Key Vault.";
         akeyless = "akeyless", "Akeyless.";
         bitwarden_secrets_manager = "bitwardensecretsmanager", "Bitwarden Secrets Manager.";

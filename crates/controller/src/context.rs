@@ -53,6 +53,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// Publishes events as `external-secrets`, as ESO does.
     pub recorder: Recorder,
+    /// Clients of `kubernetes` stores, reused across reconciles.
+    pub kubernetes_clients: lockstep_providers::kubernetes::KubernetesCache,
     /// Consecutive failures per ExternalSecret, for per-object backoff.
     failures: Mutex<HashMap<ObjectRef<ExternalSecret>, u32>>,
 }
@@ -69,6 +71,7 @@ impl Context {
             client,
             config,
             metrics: Metrics::default(),
+            kubernetes_clients: Default::default(),
             failures: Mutex::default(),
         }
     }

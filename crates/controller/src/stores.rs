@@ -138,7 +138,7 @@ pub fn provider_key(spec: &StoreSpec) -> Result<&'static str> {
 /// A provider client for `store`, acting for `namespace`.
 pub async fn client(ctx: &Context, store: &ResolvedStore, namespace: &str) -> Result<(Arc<dyn SecretsClient>, &'static str)> {
     let key = provider_key(&store.spec)?;
-    let _store_ctx = StoreContext {
+    let store_ctx = StoreContext {
         kube: ctx.client.clone(),
         kind: store.kind,
         store_name: store.name.clone(),
@@ -146,6 +146,11 @@ pub async fn client(ctx: &Context, store: &ResolvedStore, namespace: &str) -> Re
     };
     let client = match (key, &store.spec.provider) {
         ("fake", p) => lockstep_providers::fake::client(p.fake.as_ref().expect("configured")),
+        ("kubernetes", p) => {
+            let spec = p.kubernetes.as_ref().expect("configured");
+            lockstep_providers::kubernetes::validate_store(spec, store.kind, namespace).map_err(Error::Invalid)?;
+            lockstep_providers::kubernetes::client(spec, &store_ctx, &ctx.kubernetes_clients).await?
+        }
         (other, _) => return Err(Error::Unsupported(format!("provider {other:?}"))),
     };
     Ok((client, key))

@@ -47,6 +47,7 @@ async fn validate_store(ctx: &Context, kind: StoreKind, name: &str, namespace: O
         Err(Error::Unsupported(_)) => {
             return (false, reason::INVALID_PROVIDER, format!("provider {key:?} is not supported by Lockstep"));
         }
+        Err(Error::Invalid(message)) => return (false, reason::INVALID_STORE, message),
         Err(e) => return (false, reason::INVALID_PROVIDER, e.to_string()),
     };
     let result = client.validate().await;
