@@ -88,6 +88,9 @@ impl Context {
 
     /// Forgets the failures of an object after a success.
     pub fn reset_backoff(&self, object: &ObjectRef<ExternalSecret>) {
-        self.failures.lock().expect("failure map lock").remove(object);
+        self.failures
+            .lock()
+            .expect("failure map lock")
+            .remove(object);
     }
 }

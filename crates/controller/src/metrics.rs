@@ -67,16 +67,43 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::default();
         let sync_calls = Family::<ObjectLabels, Counter>::default();
-        registry.register("externalsecret_sync_calls", "Total number of ExternalSecret reconciles", sync_calls.clone());
+        registry.register(
+            "externalsecret_sync_calls",
+            "Total number of ExternalSecret reconciles",
+            sync_calls.clone(),
+        );
         let sync_errors = Family::<ObjectLabels, Gauge<u64, AtomicU64>>::default();
-        registry.register("externalsecret_sync_calls_error", "Total number of failed ExternalSecret reconciles", sync_errors.clone());
+        registry.register(
+            "externalsecret_sync_calls_error",
+            "Total number of failed ExternalSecret reconciles",
+            sync_errors.clone(),
+        );
         let status_condition = Family::<ConditionLabels, Gauge>::default();
-        registry.register("externalsecret_status_condition", "The status condition of an ExternalSecret", status_condition.clone());
+        registry.register(
+            "externalsecret_status_condition",
+            "The status condition of an ExternalSecret",
+            status_condition.clone(),
+        );
         let reconcile_duration = Family::<ObjectLabels, Gauge>::default();
-        registry.register("externalsecret_reconcile_duration", "The duration of the last reconcile, in nanoseconds", reconcile_duration.clone());
+        registry.register(
+            "externalsecret_reconcile_duration",
+            "The duration of the last reconcile, in nanoseconds",
+            reconcile_duration.clone(),
+        );
         let provider_calls = Family::<ProviderCallLabels, Gauge<u64, AtomicU64>>::default();
-        registry.register("externalsecret_provider_api_calls_count", "Number of API calls made to a provider", provider_calls.clone());
-        Self { registry, sync_calls, sync_errors, status_condition, reconcile_duration, provider_calls }
+        registry.register(
+            "externalsecret_provider_api_calls_count",
+            "Number of API calls made to a provider",
+            provider_calls.clone(),
+        );
+        Self {
+            registry,
+            sync_calls,
+            sync_errors,
+            status_condition,
+            reconcile_duration,
+            provider_calls,
+        }
     }
 }
 
@@ -109,7 +136,8 @@ impl Metrics {
     /// The metrics in the Prometheus text format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String never fails");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String never fails");
         out
     }
 }

@@ -39,7 +39,10 @@ mod tests {
 
     #[test]
     fn removes_values_and_their_json_escaped_form() {
-        let values = [SecretValue::from("p4ss\"word"), SecretValue::from("canary-123")];
+        let values = [
+            SecretValue::from("p4ss\"word"),
+            SecretValue::from("canary-123"),
+        ];
         let text = r#"parse error at "canary-123" in {"k":"p4ss\"word"}"#;
         let clean = scrub(text, &values);
         assert!(!clean.contains("canary-123"));

@@ -7,7 +7,9 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 use kube::core::SelectorExt;
 use lockstep_api::external_secret::StoreRefKind;
-use lockstep_api::secret_store::{ClusterSecretStore, ClusterSecretStoreCondition, SecretStore, StoreSpec};
+use lockstep_api::secret_store::{
+    ClusterSecretStore, ClusterSecretStoreCondition, SecretStore, StoreSpec,
+};
 use lockstep_providers::{SecretsClient, StoreContext, StoreKind};
 
 use crate::context::Context;
@@ -36,18 +38,31 @@ pub enum Resolution {
 }
 
 /// Finds the store `name` of `kind` for an ExternalSecret in `namespace`.
-pub async fn resolve(ctx: &Context, kind: StoreRefKind, name: &str, namespace: &str) -> Result<Resolution> {
+pub async fn resolve(
+    ctx: &Context,
+    kind: StoreRefKind,
+    name: &str,
+    namespace: &str,
+) -> Result<Resolution> {
     let (store_kind, spec, status) = match kind {
         StoreRefKind::SecretStore => {
             let store = Api::<SecretStore>::namespaced(ctx.client.clone(), namespace)
                 .get_opt(name)
                 .await?
-                .ok_or_else(|| Error::Store(format!("SecretStore {namespace}/{name} does not exist")))?;
-            (StoreKind::SecretStore, store.spec.to_store_spec(), store.status)
+                .ok_or_else(|| {
+                    Error::Store(format!("SecretStore {namespace}/{name} does not exist"))
+                })?;
+            (
+                StoreKind::SecretStore,
+                store.spec.to_store_spec(),
+                store.status,
+            )
         }
         StoreRefKind::ClusterSecretStore => {
             if !ctx.config.cluster_stores {
-                return Err(Error::Store("ClusterSecretStores are disabled in this controller".into()));
+                return Err(Error::Store(
+                    "ClusterSecretStores are disabled in this controller".into(),
+                ));
             }
             let store = Api::<ClusterSecretStore>::all(ctx.client.clone())
                 .get_opt(name)
@@ -96,7 +111,12 @@ async fn check_conditions(
     }
     let mut labels = None;
     for condition in conditions {
-        if condition.namespaces.iter().flatten().any(|n| n == namespace) {
+        if condition
+            .namespaces
+            .iter()
+            .flatten()
+            .any(|n| n == namespace)
+        {
             return Ok(());
         }
         for pattern in condition.namespace_regexes.iter().flatten() {
@@ -104,18 +124,25 @@ async fn check_conditions(
             match regex::Regex::new(&anchored) {
                 Ok(re) if re.is_match(namespace) => return Ok(()),
                 Ok(_) => {}
-                Err(e) => return Err(Error::Store(format!("ClusterSecretStore {store}: invalid namespaceRegexes entry: {e}"))),
+                Err(e) => {
+                    return Err(Error::Store(format!(
+                        "ClusterSecretStore {store}: invalid namespaceRegexes entry: {e}"
+                    )));
+                }
             }
         }
         if let Some(selector) = &condition.namespace_selector {
             if labels.is_none() {
-                let ns = Api::<Namespace>::all(ctx.client.clone()).get(namespace).await?;
+                let ns = Api::<Namespace>::all(ctx.client.clone())
+                    .get(namespace)
+                    .await?;
                 labels = Some(ns.metadata.labels.unwrap_or_default());
             }
-            let selector: kube::core::Selector = selector
-                .clone()
-                .try_into()
-                .map_err(|e| Error::Store(format!("ClusterSecretStore {store}: invalid namespaceSelector: {e}")))?;
+            let selector: kube::core::Selector = selector.clone().try_into().map_err(|e| {
+                Error::Store(format!(
+                    "ClusterSecretStore {store}: invalid namespaceSelector: {e}"
+                ))
+            })?;
             if selector.matches(labels.as_ref().expect("labels were read")) {
                 return Ok(());
             }
@@ -131,12 +158,20 @@ pub fn provider_key(spec: &StoreSpec) -> Result<&'static str> {
     match spec.provider.configured().as_slice() {
         [one] => Ok(one),
         [] => Err(Error::Invalid("the store has no provider".into())),
-        many => Err(Error::Invalid(format!("the store sets {} providers ({}); exactly one is allowed", many.len(), many.join(", ")))),
+        many => Err(Error::Invalid(format!(
+            "the store sets {} providers ({}); exactly one is allowed",
+            many.len(),
+            many.join(", ")
+        ))),
     }
 }
 
 /// A provider client for `store`, acting for `namespace`.
-pub async fn client(ctx: &Context, store: &ResolvedStore, namespace: &str) -> Result<(Arc<dyn SecretsClient>, &'static str)> {
+pub async fn client(
+    ctx: &Context,
+    store: &ResolvedStore,
+    namespace: &str,
+) -> Result<(Arc<dyn SecretsClient>, &'static str)> {
     let key = provider_key(&store.spec)?;
     let store_ctx = StoreContext {
         kube: ctx.client.clone(),
@@ -148,8 +183,10 @@ pub async fn client(ctx: &Context, store: &ResolvedStore, namespace: &str) -> Re
         ("fake", p) => lockstep_providers::fake::client(p.fake.as_ref().expect("configured")),
         ("kubernetes", p) => {
             let spec = p.kubernetes.as_ref().expect("configured");
-            lockstep_providers::kubernetes::validate_store(spec, store.kind, namespace).map_err(Error::Invalid)?;
-            lockstep_providers::kubernetes::client(spec, &store_ctx, &ctx.kubernetes_clients).await?
+            lockstep_providers::kubernetes::validate_store(spec, store.kind, namespace)
+                .map_err(Error::Invalid)?;
+            lockstep_providers::kubernetes::client(spec, &store_ctx, &ctx.kubernetes_clients)
+                .await?
         }
         (other, _) => return Err(Error::Unsupported(format!("provider {other:?}"))),
     };

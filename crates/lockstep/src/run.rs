@@ -57,7 +57,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let ctx = Arc::new(Context::new(client.clone(), config));
     let ready = Arc::new(AtomicBool::new(false));
-    let state = AppState { ctx: ctx.clone(), ready: ready.clone() };
+    let state = AppState {
+        ctx: ctx.clone(),
+        ready: ready.clone(),
+    };
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
@@ -67,7 +70,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
 
-    let metrics_app = Router::new().route("/metrics", get(metrics)).with_state(state.clone());
+    let metrics_app = Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(state.clone());
     let health_app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -75,7 +80,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics_listener = tokio::net::TcpListener::bind(args.metrics_addr).await?;
     let health_listener = tokio::net::TcpListener::bind(args.health_addr).await?;
     tracing::info!(metrics = %metrics_listener.local_addr()?, health = %health_listener.local_addr()?, "serving");
-    let metrics_server = axum::serve(metrics_listener, metrics_app).with_graceful_shutdown(stopped());
+    let metrics_server =
+        axum::serve(metrics_listener, metrics_app).with_graceful_shutdown(stopped());
     let health_server = axum::serve(health_listener, health_app).with_graceful_shutdown(stopped());
 
     // Ready once the API answers: the controllers then build their caches.
@@ -100,16 +106,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+async fn metrics(
+    State(state): State<AppState>,
+) -> ([(axum::http::HeaderName, &'static str); 1], String) {
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.ctx.metrics.encode(),
     )
 }

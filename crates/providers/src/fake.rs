@@ -28,7 +28,9 @@ impl FakeClient {
             .iter()
             .find(|d| d.key == key && d.version.as_deref().unwrap_or_default() == version)
             .map(|d| d.value.as_str())
-            .ok_or_else(|| ProviderError::NotFound { key: key.to_owned() })
+            .ok_or_else(|| ProviderError::NotFound {
+                key: key.to_owned(),
+            })
     }
 }
 
@@ -109,7 +111,13 @@ mod tests {
     #[tokio::test]
     async fn values_versions_properties_and_maps() {
         let s = store();
-        assert_eq!(s.get_secret(&RemoteRef::key("/foo/bar")).await.unwrap().expose(), b"HELLO1");
+        assert_eq!(
+            s.get_secret(&RemoteRef::key("/foo/bar"))
+                .await
+                .unwrap()
+                .expose(),
+            b"HELLO1"
+        );
         let mut v2 = RemoteRef::key("/foo/bar");
         v2.version = Some("v2".into());
         assert_eq!(s.get_secret(&v2).await.unwrap().expose(), b"HELLO2");

@@ -12,7 +12,7 @@ mod namespace;
 mod wait;
 
 pub use crds::ensure_crds;
-pub use lockstep::Lockstep;
 pub use env::{TestEnv, test_env};
+pub use lockstep::Lockstep;
 pub use namespace::{TestNamespace, cluster_scoped, unique_name};
 pub use wait::{TIMEOUT, eventually};

@@ -18,11 +18,14 @@ pub struct Lockstep {
 impl Lockstep {
     /// Starts the ExternalSecret and store controllers for `namespace` only.
     pub fn start(client: Client, namespace: &str) -> Self {
-        Self::start_with(client, Config {
-            namespace: Some(namespace.to_owned()),
-            cluster_stores: false,
-            ..Config::default()
-        })
+        Self::start_with(
+            client,
+            Config {
+                namespace: Some(namespace.to_owned()),
+                cluster_stores: false,
+                ..Config::default()
+            },
+        )
     }
 
     /// Starts the controllers with `config`.
@@ -36,8 +39,14 @@ impl Lockstep {
             }
         };
         let tasks = vec![
-            tokio::spawn(lockstep_controller::externalsecret::run(ctx.clone(), stopped())),
-            tokio::spawn(lockstep_controller::secretstore::run(ctx.clone(), stopped())),
+            tokio::spawn(lockstep_controller::externalsecret::run(
+                ctx.clone(),
+                stopped(),
+            )),
+            tokio::spawn(lockstep_controller::secretstore::run(
+                ctx.clone(),
+                stopped(),
+            )),
         ];
         Self { ctx, stop, tasks }
     }

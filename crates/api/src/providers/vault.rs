@@ -295,7 +295,11 @@ pub struct VaultIamAuth {
     /// The Vault role to log in as.
     pub vault_role: String,
     /// The external ID used when assuming `role`.
-    #[serde(default, rename = "externalID", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "externalID",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub external_id: Option<String>,
     /// The `X-Vault-AWS-IAM-Server-ID` header value, which protects against replay attacks.
     #[serde(

@@ -95,7 +95,9 @@ pub fn is_valid_secret_key(key: &str) -> bool {
         && key.len() <= 253
         && key != "."
         && key != ".."
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
 }
 
 /// The Secret to write.
@@ -137,7 +139,9 @@ pub fn desired_secret(
         .find(|o| o.controller == Some(true) && o.kind == "ExternalSecret")
         && owner.uid != es_uid
     {
-        return Err(Error::Target("target is owned by another ExternalSecret".into()));
+        return Err(Error::Target(
+            "target is owned by another ExternalSecret".into(),
+        ));
     }
     let mut owners: Vec<OwnerReference> = secret
         .metadata
@@ -157,7 +161,10 @@ pub fn desired_secret(
             controller: Some(true),
             block_owner_deletion: Some(true),
         });
-        labels.insert(well_known::LABEL_CREATED_BY.into(), hash::created_by_label(&namespace, &es_name));
+        labels.insert(
+            well_known::LABEL_CREATED_BY.into(),
+            hash::created_by_label(&namespace, &es_name),
+        );
     } else {
         labels.remove(well_known::LABEL_CREATED_BY);
     }
@@ -174,7 +181,10 @@ pub fn desired_secret(
         }
     }
     let labels = secret.metadata.labels.get_or_insert_default();
-    labels.insert(well_known::LABEL_MANAGED.into(), well_known::LABEL_MANAGED_VALUE.into());
+    labels.insert(
+        well_known::LABEL_MANAGED.into(),
+        well_known::LABEL_MANAGED_VALUE.into(),
+    );
 
     // Data: Merge and CreateOrMerge keep other writers' keys and drop only keys this
     // ExternalSecret wrote before; Owner and Orphan own the whole Secret.
@@ -195,8 +205,12 @@ pub fn desired_secret(
         out.insert(key, ByteString(value.into_bytes()));
     }
     let new_immutable = target.immutable.filter(|i| *i);
-    if existing.is_some_and(|e| e.immutable == Some(true)) && existing.and_then(|e| e.data.as_ref()) != Some(&out) {
-        return Err(Error::Target("could not update secret, target is immutable".into()));
+    if existing.is_some_and(|e| e.immutable == Some(true))
+        && existing.and_then(|e| e.data.as_ref()) != Some(&out)
+    {
+        return Err(Error::Target(
+            "could not update secret, target is immutable".into(),
+        ));
     }
     let data_hash = hash::data_hash(&out);
     secret.data = Some(out);
@@ -230,7 +244,8 @@ pub fn secret_is_valid(secret: &Secret) -> bool {
         .as_ref()
         .and_then(|a| a.get(well_known::ANNOTATION_DATA_HASH));
     let empty = BTreeMap::new();
-    managed && annotated.is_some_and(|h| *h == hash::data_hash(secret.data.as_ref().unwrap_or(&empty)))
+    managed
+        && annotated.is_some_and(|h| *h == hash::data_hash(secret.data.as_ref().unwrap_or(&empty)))
 }
 
 /// Whether writing `desired` over `existing` would change anything a user can see.
@@ -267,12 +282,17 @@ mod tests {
     }
 
     fn map(pairs: &[(&str, &str)]) -> SecretMap {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), SecretValue::from(*v))).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), SecretValue::from(*v)))
+            .collect()
     }
 
     #[test]
     fn decoding_follows_eso() {
-        let b64 = |s: &str, st| String::from_utf8(decode(SecretValue::from(s), st, "k").unwrap().into_bytes()).unwrap();
+        let b64 = |s: &str, st| {
+            String::from_utf8(decode(SecretValue::from(s), st, "k").unwrap().into_bytes()).unwrap()
+        };
         assert_eq!(b64("aGVsbG8=", DecodingStrategy::Base64), "hello");
         assert_eq!(b64("aGk_", DecodingStrategy::Base64Url), "hi?");
         assert_eq!(b64("aGVsbG8=", DecodingStrategy::Auto), "hello");
@@ -283,7 +303,10 @@ mod tests {
 
     #[test]
     fn key_conversion() {
-        assert_eq!(convert_key("a/b c.d", ConversionStrategy::Default), "a_b_c.d");
+        assert_eq!(
+            convert_key("a/b c.d", ConversionStrategy::Default),
+            "a_b_c.d"
+        );
         assert_eq!(convert_key("a/b", ConversionStrategy::Unicode), "a_U002f_b");
     }
 
@@ -292,7 +315,10 @@ mod tests {
         let out = rewrite_keys(
             map(&[("db-user", "u"), ("other", "o")]),
             &[Rewrite {
-                regexp: Some(RewriteRegexp { source: "db-(.*)".into(), target: "database_$1".into() }),
+                regexp: Some(RewriteRegexp {
+                    source: "db-(.*)".into(),
+                    target: "database_$1".into(),
+                }),
                 ..Default::default()
             }],
         )
@@ -302,14 +328,30 @@ mod tests {
 
     #[test]
     fn owner_secret_has_eso_labels_owner_and_hash() {
-        let d = desired_secret(&es(CreationPolicy::Owner), "db", map(&[("password", "s3cr3t")]), None, &BTreeSet::new()).unwrap();
+        let d = desired_secret(
+            &es(CreationPolicy::Owner),
+            "db",
+            map(&[("password", "s3cr3t")]),
+            None,
+            &BTreeSet::new(),
+        )
+        .unwrap();
         let s = d.secret;
         let labels = s.metadata.labels.as_ref().unwrap();
         assert_eq!(labels[well_known::LABEL_MANAGED], "true");
-        assert_eq!(labels[well_known::LABEL_CREATED_BY], hash::created_by_label("team-a", "db"));
-        assert_eq!(labels["app"], "web", "ES labels are copied without a template");
+        assert_eq!(
+            labels[well_known::LABEL_CREATED_BY],
+            hash::created_by_label("team-a", "db")
+        );
+        assert_eq!(
+            labels["app"], "web",
+            "ES labels are copied without a template"
+        );
         let owner = &s.metadata.owner_references.as_ref().unwrap()[0];
-        assert_eq!((owner.kind.as_str(), owner.controller), ("ExternalSecret", Some(true)));
+        assert_eq!(
+            (owner.kind.as_str(), owner.controller),
+            ("ExternalSecret", Some(true))
+        );
         assert!(secret_is_valid(&s));
     }
 
@@ -324,11 +366,21 @@ mod tests {
                 .collect(),
         );
         let owned: BTreeSet<String> = ["mine-old".to_owned(), "mine".to_owned()].into();
-        let d = desired_secret(&es(CreationPolicy::Merge), "db", map(&[("mine", "new")]), Some(&existing), &owned).unwrap();
+        let d = desired_secret(
+            &es(CreationPolicy::Merge),
+            "db",
+            map(&[("mine", "new")]),
+            Some(&existing),
+            &owned,
+        )
+        .unwrap();
         let data = d.secret.data.unwrap();
         assert_eq!(data.keys().collect::<Vec<_>>(), ["mine", "theirs"]);
         assert_eq!(data["mine"].0, b"new");
-        assert!(d.secret.metadata.owner_references.is_none(), "Merge never owns");
+        assert!(
+            d.secret.metadata.owner_references.is_none(),
+            "Merge never owns"
+        );
     }
 
     #[test]
@@ -340,15 +392,33 @@ mod tests {
             controller: Some(true),
             ..Default::default()
         }]);
-        let err = desired_secret(&es(CreationPolicy::Owner), "db", map(&[]), Some(&existing), &BTreeSet::new()).unwrap_err();
+        let err = desired_secret(
+            &es(CreationPolicy::Owner),
+            "db",
+            map(&[]),
+            Some(&existing),
+            &BTreeSet::new(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("owned by another ExternalSecret"));
     }
 
     #[test]
     fn tampered_data_is_not_valid() {
-        let mut s = desired_secret(&es(CreationPolicy::Orphan), "db", map(&[("k", "v")]), None, &BTreeSet::new()).unwrap().secret;
+        let mut s = desired_secret(
+            &es(CreationPolicy::Orphan),
+            "db",
+            map(&[("k", "v")]),
+            None,
+            &BTreeSet::new(),
+        )
+        .unwrap()
+        .secret;
         assert!(secret_is_valid(&s));
-        s.data.as_mut().unwrap().insert("k".into(), ByteString(b"changed".to_vec()));
+        s.data
+            .as_mut()
+            .unwrap()
+            .insert("k".into(), ByteString(b"changed".to_vec()));
         assert!(!secret_is_valid(&s));
     }
 

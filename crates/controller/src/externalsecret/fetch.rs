@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use lockstep_api::external_secret::{ConversionStrategy, ExternalSecret, SecretStoreRef, StoreRefKind};
+use lockstep_api::external_secret::{
+    ConversionStrategy, ExternalSecret, SecretStoreRef, StoreRefKind,
+};
 use lockstep_api::value::SecretValue;
 use lockstep_providers::{ProviderError, SecretMap, SecretsClient};
 
@@ -38,7 +40,8 @@ async fn client_for(
     store_ref: Option<&SecretStoreRef>,
     namespace: &str,
 ) -> Result<Option<(Arc<dyn SecretsClient>, &'static str)>> {
-    let store_ref = store_ref.ok_or_else(|| Error::Invalid("spec.secretStoreRef is not set".into()))?;
+    let store_ref =
+        store_ref.ok_or_else(|| Error::Invalid("spec.secretStoreRef is not set".into()))?;
     let kind = store_ref.kind.unwrap_or_default();
     let name = store_ref.name.clone().unwrap_or_default();
     if let Some(found) = clients.get(&(kind, name.clone())) {
@@ -61,7 +64,12 @@ async fn client_for(
     Ok(Some(client))
 }
 
-fn count(ctx: &Context, provider: &str, call: &str, result: &std::result::Result<impl Sized, ProviderError>) {
+fn count(
+    ctx: &Context,
+    provider: &str,
+    call: &str,
+    result: &std::result::Result<impl Sized, ProviderError>,
+) {
     let status = match result {
         Ok(_) => "success",
         Err(ProviderError::NotFound { .. }) => "success_not_found",
@@ -72,24 +80,44 @@ fn count(ctx: &Context, provider: &str, call: &str, result: &std::result::Result
 
 /// Reads everything `es` asks for. Values already fetched are added to `seen`, so that any
 /// later error message can be scrubbed of them.
-pub async fn fetch(ctx: &Context, es: &ExternalSecret, namespace: &str, seen: &mut Vec<SecretValue>) -> Result<Outcome> {
+pub async fn fetch(
+    ctx: &Context,
+    es: &ExternalSecret,
+    namespace: &str,
+    seen: &mut Vec<SecretValue>,
+) -> Result<Outcome> {
     let mut clients = Clients::new();
     let mut out = Fetched::default();
     let default_store = es.spec.secret_store_ref.as_ref();
 
     for entry in es.spec.data_from.iter().flatten() {
-        let store_ref = entry.source_ref.as_ref().and_then(|s| s.store_ref.as_ref()).or(default_store);
-        let Some((client, provider)) = client_for(ctx, &mut clients, store_ref, namespace).await? else {
+        let store_ref = entry
+            .source_ref
+            .as_ref()
+            .and_then(|s| s.store_ref.as_ref())
+            .or(default_store);
+        let Some((client, provider)) = client_for(ctx, &mut clients, store_ref, namespace).await?
+        else {
             return Ok(Outcome::OtherController);
         };
         let (result, decoding, conversion, null_policy) = if let Some(extract) = &entry.extract {
             let r = client.get_secret_map(extract).await;
             count(ctx, provider, "GetSecretMap", &r);
-            (r, extract.decoding_strategy, extract.conversion_strategy, extract.null_byte_policy)
+            (
+                r,
+                extract.decoding_strategy,
+                extract.conversion_strategy,
+                extract.null_byte_policy,
+            )
         } else if let Some(find) = &entry.find {
             let r = client.get_all_secrets(find).await;
             count(ctx, provider, "GetAllSecrets", &r);
-            (r, find.decoding_strategy, find.conversion_strategy, find.null_byte_policy)
+            (
+                r,
+                find.decoding_strategy,
+                find.conversion_strategy,
+                find.null_byte_policy,
+            )
         } else {
             continue;
         };
@@ -112,7 +140,10 @@ pub async fn fetch(ctx: &Context, es: &ExternalSecret, namespace: &str, seen: &m
         let rewrites = entry.rewrite.as_deref().unwrap_or_default();
         let converted = if rewrites.is_empty() {
             let strategy = conversion.unwrap_or(ConversionStrategy::Default);
-            decoded.into_iter().map(|(k, v)| (build::convert_key(&k, strategy), v)).collect()
+            decoded
+                .into_iter()
+                .map(|(k, v)| (build::convert_key(&k, strategy), v))
+                .collect()
         } else {
             build::rewrite_keys(decoded, rewrites)?
         };
@@ -120,8 +151,13 @@ pub async fn fetch(ctx: &Context, es: &ExternalSecret, namespace: &str, seen: &m
     }
 
     for entry in es.spec.data.iter().flatten() {
-        let store_ref = entry.source_ref.as_ref().and_then(|s| s.store_ref.as_ref()).or(default_store);
-        let Some((client, provider)) = client_for(ctx, &mut clients, store_ref, namespace).await? else {
+        let store_ref = entry
+            .source_ref
+            .as_ref()
+            .and_then(|s| s.store_ref.as_ref())
+            .or(default_store);
+        let Some((client, provider)) = client_for(ctx, &mut clients, store_ref, namespace).await?
+        else {
             return Ok(Outcome::OtherController);
         };
         let result = client.get_secret(&entry.remote_ref).await;
@@ -135,10 +171,17 @@ pub async fn fetch(ctx: &Context, es: &ExternalSecret, namespace: &str, seen: &m
             Err(e) => return Err(e.into()),
         };
         seen.push(value.clone());
-        let value = build::decode(value, entry.remote_ref.decoding_strategy.unwrap_or_default(), &entry.secret_key)?;
+        let value = build::decode(
+            value,
+            entry.remote_ref.decoding_strategy.unwrap_or_default(),
+            &entry.secret_key,
+        )?;
         seen.push(value.clone());
         let single = [(entry.secret_key.clone(), value)];
-        build::check_null_bytes(single.iter().map(|(k, v)| (k, v)), entry.remote_ref.null_byte_policy)?;
+        build::check_null_bytes(
+            single.iter().map(|(k, v)| (k, v)),
+            entry.remote_ref.null_byte_policy,
+        )?;
         out.data.extend(single);
     }
     Ok(Outcome::Fetched(out))

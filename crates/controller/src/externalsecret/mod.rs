@@ -28,8 +28,18 @@ fn references_store(es: &ExternalSecret, kind: StoreRefKind, name: &str) -> bool
         r.is_some_and(|r| r.kind.unwrap_or_default() == kind && r.name.as_deref() == Some(name))
     };
     matches(es.spec.secret_store_ref.as_ref())
-        || es.spec.data.iter().flatten().any(|d| matches(d.source_ref.as_ref().and_then(|s| s.store_ref.as_ref())))
-        || es.spec.data_from.iter().flatten().any(|d| matches(d.source_ref.as_ref().and_then(|s| s.store_ref.as_ref())))
+        || es
+            .spec
+            .data
+            .iter()
+            .flatten()
+            .any(|d| matches(d.source_ref.as_ref().and_then(|s| s.store_ref.as_ref())))
+        || es
+            .spec
+            .data_from
+            .iter()
+            .flatten()
+            .any(|d| matches(d.source_ref.as_ref().and_then(|s| s.store_ref.as_ref())))
 }
 
 /// Runs the ExternalSecret controller until `shutdown` completes.
@@ -47,7 +57,11 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
             Api::<SecretStore>::all(client.clone()),
         ),
     };
-    let managed = format!("{}={}", well_known::LABEL_MANAGED, well_known::LABEL_MANAGED_VALUE);
+    let managed = format!(
+        "{}={}",
+        well_known::LABEL_MANAGED,
+        well_known::LABEL_MANAGED_VALUE
+    );
     let controller = Controller::new(es_api, watcher::Config::default().any_semantic());
     let store = controller.store();
 
@@ -55,26 +69,38 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let by_store = store.clone();
     let by_cluster_store = store;
     let mut controller = controller
-        .watches(secret_api, watcher::Config::default().labels(&managed), move |secret| {
-            let ns = secret.namespace().unwrap_or_default();
-            let name = secret.name_any();
-            by_secret
-                .state()
-                .into_iter()
-                .filter(|es| {
-                    es.namespace().as_deref() == Some(ns.as_str())
-                        && es.spec.target.as_ref().and_then(|t| t.name.clone()).unwrap_or_else(|| es.name_any()) == name
-                })
-                .map(|es| ObjectRef::from_obj(es.as_ref()))
-                .collect::<Vec<_>>()
-        })
+        .watches(
+            secret_api,
+            watcher::Config::default().labels(&managed),
+            move |secret| {
+                let ns = secret.namespace().unwrap_or_default();
+                let name = secret.name_any();
+                by_secret
+                    .state()
+                    .into_iter()
+                    .filter(|es| {
+                        es.namespace().as_deref() == Some(ns.as_str())
+                            && es
+                                .spec
+                                .target
+                                .as_ref()
+                                .and_then(|t| t.name.clone())
+                                .unwrap_or_else(|| es.name_any())
+                                == name
+                    })
+                    .map(|es| ObjectRef::from_obj(es.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
         .watches(store_api, watcher::Config::default(), move |ss| {
             let ns = ss.namespace();
             let name = ss.name_any();
             by_store
                 .state()
                 .into_iter()
-                .filter(|es| es.namespace() == ns && references_store(es, StoreRefKind::SecretStore, &name))
+                .filter(|es| {
+                    es.namespace() == ns && references_store(es, StoreRefKind::SecretStore, &name)
+                })
                 .map(|es| ObjectRef::from_obj(es.as_ref()))
                 .collect::<Vec<_>>()
         });

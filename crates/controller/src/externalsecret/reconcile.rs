@@ -11,7 +11,8 @@ use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use lockstep_api::external_secret::{
-    CreationPolicy, DeletionPolicy, ExternalSecret, ExternalSecretStatus, LocalObjectReference, RefreshPolicy,
+    CreationPolicy, DeletionPolicy, ExternalSecret, ExternalSecretStatus, LocalObjectReference,
+    RefreshPolicy,
 };
 use lockstep_api::value::SecretValue;
 use lockstep_api::{duration, hash, well_known};
@@ -33,7 +34,10 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
     let started = Instant::now();
     let namespace = es.namespace().unwrap_or_default();
     let name = es.name_any();
-    let labels = ObjectLabels { name: name.clone(), namespace: namespace.clone() };
+    let labels = ObjectLabels {
+        name: name.clone(),
+        namespace: namespace.clone(),
+    };
     ctx.metrics.sync_calls.get_or_create(&labels).inc();
     let api = Api::<ExternalSecret>::namespaced(ctx.client.clone(), &namespace);
 
@@ -62,9 +66,15 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
                 _ => reason::SYNCED_ERROR.to_owned(),
             };
             let mut new_status = es.status.clone().unwrap_or_default();
-            new_status.conditions = Some(vec![status::ready(es.status.as_ref(), false, &reason, &message)]);
+            new_status.conditions = Some(vec![status::ready(
+                es.status.as_ref(),
+                false,
+                &reason,
+                &message,
+            )]);
             status::write(&api, &es, new_status).await?;
-            ctx.metrics.set_condition(&name, &namespace, "Ready", "False");
+            ctx.metrics
+                .set_condition(&name, &namespace, "Ready", "False");
             publish(&ctx, &es, EventType::Warning, "UpdateFailed", &message).await;
             tracing::warn!(namespace, name, reason, error = %message, "sync failed");
             if err.is_transient() {
@@ -99,7 +109,11 @@ async fn publish(ctx: &Context, es: &ExternalSecret, type_: EventType, reason: &
 }
 
 async fn ensure_finalizer(api: &Api<ExternalSecret>, es: &ExternalSecret) -> Result<()> {
-    if es.finalizers().iter().any(|f| f == well_known::FINALIZER_EXTERNAL_SECRET) {
+    if es
+        .finalizers()
+        .iter()
+        .any(|f| f == well_known::FINALIZER_EXTERNAL_SECRET)
+    {
         return Ok(());
     }
     let mut finalizers = es.finalizers().to_vec();
@@ -107,29 +121,51 @@ async fn ensure_finalizer(api: &Api<ExternalSecret>, es: &ExternalSecret) -> Res
     let patch = serde_json::json!({
         "metadata": { "finalizers": finalizers, "resourceVersion": es.resource_version() }
     });
-    api.patch(&es.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    api.patch(
+        &es.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
     Ok(())
 }
 
 async fn cleanup(ctx: &Context, api: &Api<ExternalSecret>, es: &ExternalSecret) -> Result<Action> {
     let target = es.spec.target.clone().unwrap_or_default();
-    if target.deletion_policy == Some(DeletionPolicy::Delete) && target.creation_policy.unwrap_or_default() == CreationPolicy::Owner {
+    if target.deletion_policy == Some(DeletionPolicy::Delete)
+        && target.creation_policy.unwrap_or_default() == CreationPolicy::Owner
+    {
         let secret_name = target.name.clone().unwrap_or_else(|| es.name_any());
-        let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &es.namespace().unwrap_or_default());
+        let secrets =
+            Api::<Secret>::namespaced(ctx.client.clone(), &es.namespace().unwrap_or_default());
         if let Some(secret) = secrets.get_opt(&secret_name).await? {
             let uid = es.uid().unwrap_or_default();
-            let ours = secret.owner_references().iter().any(|o| o.controller == Some(true) && o.uid == uid);
+            let ours = secret
+                .owner_references()
+                .iter()
+                .any(|o| o.controller == Some(true) && o.uid == uid);
             if ours {
-                secrets.delete(&secret_name, &DeleteParams::default()).await?;
+                secrets
+                    .delete(&secret_name, &DeleteParams::default())
+                    .await?;
             }
         }
     }
-    let remaining: Vec<&String> = es.finalizers().iter().filter(|f| *f != well_known::FINALIZER_EXTERNAL_SECRET).collect();
+    let remaining: Vec<&String> = es
+        .finalizers()
+        .iter()
+        .filter(|f| *f != well_known::FINALIZER_EXTERNAL_SECRET)
+        .collect();
     if remaining.len() != es.finalizers().len() {
         let patch = serde_json::json!({
             "metadata": { "finalizers": remaining, "resourceVersion": es.resource_version() }
         });
-        api.patch(&es.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        api.patch(
+            &es.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
     }
     Ok(Action::await_change())
 }
@@ -137,7 +173,9 @@ async fn cleanup(ctx: &Context, api: &Api<ExternalSecret>, es: &ExternalSecret) 
 fn refresh_interval(es: &ExternalSecret) -> Result<Duration> {
     match es.spec.refresh_interval.as_deref() {
         None | Some("") => Ok(DEFAULT_REFRESH),
-        Some(s) => duration::parse(s).map_err(|e| Error::Invalid(format!("spec.refreshInterval: {e}"))),
+        Some(s) => {
+            duration::parse(s).map_err(|e| Error::Invalid(format!("spec.refreshInterval: {e}")))
+        }
     }
 }
 
@@ -151,7 +189,9 @@ fn since_refresh(es: &ExternalSecret) -> Option<Duration> {
 /// ESO's refresh decision.
 fn should_refresh(es: &ExternalSecret, interval: Duration) -> bool {
     let status = es.status.as_ref();
-    let synced = status.and_then(|s| s.synced_resource_version.as_deref()).unwrap_or_default();
+    let synced = status
+        .and_then(|s| s.synced_resource_version.as_deref())
+        .unwrap_or_default();
     let refreshed = status.and_then(|s| s.refresh_time.as_ref()).is_some();
     let current = hash::synced_resource_version(&es.metadata);
     match es.spec.refresh_policy.unwrap_or_default() {
@@ -175,15 +215,26 @@ fn should_refresh(es: &ExternalSecret, interval: Duration) -> bool {
 /// When to look again after a sync: the rest of the interval plus up to 10% jitter, so that
 /// ExternalSecrets synced together do not all refresh together.
 fn next_refresh(es: &ExternalSecret, interval: Duration) -> Action {
-    if interval.is_zero() || es.spec.refresh_policy.is_some_and(|p| p != RefreshPolicy::Periodic) {
+    if interval.is_zero()
+        || es
+            .spec
+            .refresh_policy
+            .is_some_and(|p| p != RefreshPolicy::Periodic)
+    {
         return Action::await_change();
     }
     let left = interval.saturating_sub(since_refresh(es).unwrap_or_default());
-    let jitter_ms = rand::rng().random_range(0..=interval.as_millis().min(u128::from(u64::MAX)) as u64 / 10);
+    let jitter_ms =
+        rand::rng().random_range(0..=interval.as_millis().min(u128::from(u64::MAX)) as u64 / 10);
     Action::requeue(left + Duration::from_millis(jitter_ms))
 }
 
-async fn sync(ctx: &Context, api: &Api<ExternalSecret>, es: &ExternalSecret, seen: &mut Vec<SecretValue>) -> Result<Action> {
+async fn sync(
+    ctx: &Context,
+    api: &Api<ExternalSecret>,
+    es: &ExternalSecret,
+    seen: &mut Vec<SecretValue>,
+) -> Result<Action> {
     let namespace = es.namespace().unwrap_or_default();
     let name = es.name_any();
     validate::validate(&es.spec)?;
@@ -213,34 +264,67 @@ async fn sync(ctx: &Context, api: &Api<ExternalSecret>, es: &ExternalSecret, see
     };
     if !fetched.missing.is_empty() {
         if deletion == DeletionPolicy::Retain {
-            return Err(Error::Provider(lockstep_providers::ProviderError::NotFound {
-                key: fetched.missing.join(", "),
-            }));
+            return Err(Error::Provider(
+                lockstep_providers::ProviderError::NotFound {
+                    key: fetched.missing.join(", "),
+                },
+            ));
         }
         for key in &fetched.missing {
-            publish(ctx, es, kube::runtime::events::EventType::Normal, "MissingProviderSecret", &format!("secret {key:?} does not exist at the provider")).await;
+            publish(
+                ctx,
+                es,
+                kube::runtime::events::EventType::Normal,
+                "MissingProviderSecret",
+                &format!("secret {key:?} does not exist at the provider"),
+            )
+            .await;
         }
     }
 
     let mut status = es.status.clone().unwrap_or_default();
     let finish = |status: &mut ExternalSecretStatus, reason: &str, message: &str| {
-        status.conditions = Some(vec![status::ready(es.status.as_ref(), true, reason, message)]);
+        status.conditions = Some(vec![status::ready(
+            es.status.as_ref(),
+            true,
+            reason,
+            message,
+        )]);
         status.refresh_time = Some(Time(k8s_openapi::jiff::Timestamp::now()));
         status.synced_resource_version = Some(hash::synced_resource_version(&es.metadata));
     };
 
-    if fetched.data.is_empty() && !fetched.missing.is_empty() && deletion == DeletionPolicy::Delete {
+    if fetched.data.is_empty() && !fetched.missing.is_empty() && deletion == DeletionPolicy::Delete
+    {
         if let Some(secret) = &existing {
             let uid = es.uid().unwrap_or_default();
-            if secret.owner_references().iter().any(|o| o.controller == Some(true) && o.uid == uid) {
-                secrets.delete(&target_name, &DeleteParams::default()).await?;
-                publish(ctx, es, EventType::Normal, "Deleted", "secret deleted due to DeletionPolicy=Delete").await;
+            if secret
+                .owner_references()
+                .iter()
+                .any(|o| o.controller == Some(true) && o.uid == uid)
+            {
+                secrets
+                    .delete(&target_name, &DeleteParams::default())
+                    .await?;
+                publish(
+                    ctx,
+                    es,
+                    EventType::Normal,
+                    "Deleted",
+                    "secret deleted due to DeletionPolicy=Delete",
+                )
+                .await;
             }
         }
-        finish(&mut status, reason::DELETED, "secret deleted due to DeletionPolicy=Delete");
+        finish(
+            &mut status,
+            reason::DELETED,
+            "secret deleted due to DeletionPolicy=Delete",
+        );
         status.binding = None;
         status::write(api, es, status).await?;
-        ctx.metrics.set_condition(&name, &namespace, "Ready", "True");
+        ctx.metrics
+            .set_condition(&name, &namespace, "Ready", "True");
         return Ok(next_refresh(es, interval));
     }
 
@@ -255,29 +339,48 @@ async fn sync(ctx: &Context, api: &Api<ExternalSecret>, es: &ExternalSecret, see
                 "secret will not be created due to CreationPolicy=Merge",
             )]);
             status::write(api, es, status).await?;
-            ctx.metrics.set_condition(&name, &namespace, "Ready", "False");
+            ctx.metrics
+                .set_condition(&name, &namespace, "Ready", "False");
             // Only managed Secrets are watched, so look again soon (backing off) for the
             // Secret to merge into.
             return Ok(Action::requeue(ctx.backoff(&ObjectRef::from_obj(es))));
         }
         _ => {
             let manager = hash::field_manager(&name);
-            let owned = existing.as_ref().map(|s| write::owned_data_keys(s, &manager)).unwrap_or_default();
-            let desired = build::desired_secret(es, &target_name, fetched.data, existing.as_ref(), &owned)?;
+            let owned = existing
+                .as_ref()
+                .map(|s| write::owned_data_keys(s, &manager))
+                .unwrap_or_default();
+            let desired =
+                build::desired_secret(es, &target_name, fetched.data, existing.as_ref(), &owned)?;
             if creation == CreationPolicy::Owner {
-                write::delete_orphans(&secrets, &namespace, &name, &es.uid().unwrap_or_default(), &target_name).await?;
+                write::delete_orphans(
+                    &secrets,
+                    &namespace,
+                    &name,
+                    &es.uid().unwrap_or_default(),
+                    &target_name,
+                )
+                .await?;
             }
             match write::apply(&secrets, existing.as_ref(), &desired.secret, &name).await? {
-                write::Written::Created => publish(ctx, es, EventType::Normal, "Created", "secret created").await,
-                write::Written::Updated => publish(ctx, es, EventType::Normal, "Updated", "secret updated").await,
+                write::Written::Created => {
+                    publish(ctx, es, EventType::Normal, "Created", "secret created").await
+                }
+                write::Written::Updated => {
+                    publish(ctx, es, EventType::Normal, "Updated", "secret updated").await
+                }
                 write::Written::Unchanged => {}
             }
-            status.binding = Some(LocalObjectReference { name: target_name.clone() });
+            status.binding = Some(LocalObjectReference {
+                name: target_name.clone(),
+            });
         }
     }
     finish(&mut status, reason::SYNCED, "secret synced");
     status::write(api, es, status).await?;
-    ctx.metrics.set_condition(&name, &namespace, "Ready", "True");
+    ctx.metrics
+        .set_condition(&name, &namespace, "Ready", "True");
     Ok(next_refresh(es, interval))
 }
 

@@ -3,7 +3,9 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
-use lockstep_api::external_secret::{ExternalSecret, ExternalSecretCondition, ExternalSecretStatus};
+use lockstep_api::external_secret::{
+    ExternalSecret, ExternalSecretCondition, ExternalSecretStatus,
+};
 
 /// ESO's condition reasons.
 pub mod reason {
@@ -18,7 +20,12 @@ pub mod reason {
 }
 
 /// A Ready condition, keeping the transition time when the status did not change.
-pub fn ready(previous: Option<&ExternalSecretStatus>, status: bool, reason: &str, message: &str) -> ExternalSecretCondition {
+pub fn ready(
+    previous: Option<&ExternalSecretStatus>,
+    status: bool,
+    reason: &str,
+    message: &str,
+) -> ExternalSecretCondition {
     let status = if status { "True" } else { "False" };
     let since = previous
         .and_then(|s| s.conditions.as_ref())
@@ -36,12 +43,17 @@ pub fn ready(previous: Option<&ExternalSecretStatus>, status: bool, reason: &str
 }
 
 /// Writes `status` when it differs from the object's, so an unchanged reconcile writes nothing.
-pub async fn write(api: &Api<ExternalSecret>, es: &ExternalSecret, status: ExternalSecretStatus) -> kube::Result<()> {
+pub async fn write(
+    api: &Api<ExternalSecret>,
+    es: &ExternalSecret,
+    status: ExternalSecretStatus,
+) -> kube::Result<()> {
     if es.status.as_ref() == Some(&status) {
         return Ok(());
     }
     let name = es.metadata.name.as_deref().unwrap_or_default();
     let patch = serde_json::json!({ "status": status });
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
     Ok(())
 }

@@ -18,7 +18,10 @@ pub fn validate(spec: &ExternalSecretSpec) -> Result<()> {
     let creation = target.creation_policy.unwrap_or_default();
     let deletion = target.deletion_policy.unwrap_or_default();
     if deletion == DeletionPolicy::Delete
-        && matches!(creation, CreationPolicy::Merge | CreationPolicy::None | CreationPolicy::CreateOrMerge)
+        && matches!(
+            creation,
+            CreationPolicy::Merge | CreationPolicy::None | CreationPolicy::CreateOrMerge
+        )
     {
         return Err(Error::Invalid(
             "deletionPolicy=Delete must not be used when the controller doesn't own the secret. Please set creationPolicy=Owner".into(),
@@ -32,12 +35,16 @@ pub fn validate(spec: &ExternalSecretSpec) -> Result<()> {
     let data = spec.data.as_deref().unwrap_or_default();
     let data_from = spec.data_from.as_deref().unwrap_or_default();
     if data.is_empty() && data_from.is_empty() {
-        return Err(Error::Invalid("either data or dataFrom should be specified".into()));
+        return Err(Error::Invalid(
+            "either data or dataFrom should be specified".into(),
+        ));
     }
     if let Some(template) = &target.template {
         match template.type_.as_deref() {
             Some("bootstrap.kubernetes.io/token") => {
-                return Err(Error::Invalid("template.type=\"bootstrap.kubernetes.io/token\" is not allowed".into()));
+                return Err(Error::Invalid(
+                    "template.type=\"bootstrap.kubernetes.io/token\" is not allowed".into(),
+                ));
             }
             Some(SA_TOKEN_TYPE) => {
                 let annotated = template
@@ -45,11 +52,11 @@ pub fn validate(spec: &ExternalSecretSpec) -> Result<()> {
                     .as_ref()
                     .and_then(|m| m.annotations.as_ref())
                     .is_some_and(|a| a.contains_key(SA_NAME_ANNOTATION));
-                let templated = template
-                    .template_from
-                    .iter()
-                    .flatten()
-                    .any(|t| t.target.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("annotations")));
+                let templated = template.template_from.iter().flatten().any(|t| {
+                    t.target
+                        .as_deref()
+                        .is_some_and(|t| t.eq_ignore_ascii_case("annotations"))
+                });
                 if annotated || templated {
                     return Err(Error::Invalid(format!(
                         "template.type={SA_TOKEN_TYPE:?} with a service-account annotation is not allowed"
@@ -65,7 +72,10 @@ pub fn validate(spec: &ExternalSecretSpec) -> Result<()> {
         if secret_target {
             for t in template.template_from.iter().flatten() {
                 let ok = t.target.as_deref().is_none_or(|t| {
-                    t.is_empty() || ["data", "annotations", "labels"].iter().any(|a| t.eq_ignore_ascii_case(a))
+                    t.is_empty()
+                        || ["data", "annotations", "labels"]
+                            .iter()
+                            .any(|a| t.eq_ignore_ascii_case(a))
                 });
                 if !ok {
                     return Err(Error::Invalid(
@@ -76,20 +86,32 @@ pub fn validate(spec: &ExternalSecretSpec) -> Result<()> {
         }
     }
     for (i, entry) in data_from.iter().enumerate() {
-        let generator = entry.source_ref.as_ref().is_some_and(|s| s.generator_ref.is_some());
-        let set = usize::from(entry.extract.is_some()) + usize::from(entry.find.is_some()) + usize::from(generator);
+        let generator = entry
+            .source_ref
+            .as_ref()
+            .is_some_and(|s| s.generator_ref.is_some());
+        let set = usize::from(entry.extract.is_some())
+            + usize::from(entry.find.is_some())
+            + usize::from(generator);
         if set > 1 {
-            return Err(Error::Invalid("extract, find, or generatorRef cannot be set at the same time".into()));
+            return Err(Error::Invalid(
+                "extract, find, or generatorRef cannot be set at the same time".into(),
+            ));
         }
         if set == 0 && entry.source_ref.is_none() {
-            return Err(Error::Invalid(format!("spec.dataFrom[{i}]: either extract, find, or sourceRef must be set")));
+            return Err(Error::Invalid(format!(
+                "spec.dataFrom[{i}]: either extract, find, or sourceRef must be set"
+            )));
         }
     }
     if deletion == DeletionPolicy::Retain {
         let mut seen = BTreeSet::new();
         for d in data {
             if !seen.insert(d.secret_key.as_str()) {
-                return Err(Error::Invalid(format!("duplicate secretKey found: {}", d.secret_key)));
+                return Err(Error::Invalid(format!(
+                    "duplicate secretKey found: {}",
+                    d.secret_key
+                )));
             }
         }
     }
@@ -110,12 +132,18 @@ fn unsupported(spec: &ExternalSecretSpec) -> Result<()> {
         return not_yet("spec.syncWindows".into());
     }
     for (i, d) in spec.data.iter().flatten().enumerate() {
-        if d.source_ref.as_ref().is_some_and(|s| s.generator_ref.is_some()) {
+        if d.source_ref
+            .as_ref()
+            .is_some_and(|s| s.generator_ref.is_some())
+        {
             return not_yet(format!("spec.data[{i}].sourceRef.generatorRef"));
         }
     }
     for (i, d) in spec.data_from.iter().flatten().enumerate() {
-        if d.source_ref.as_ref().is_some_and(|s| s.generator_ref.is_some()) {
+        if d.source_ref
+            .as_ref()
+            .is_some_and(|s| s.generator_ref.is_some())
+        {
             return not_yet(format!("spec.dataFrom[{i}].sourceRef.generatorRef"));
         }
         for (j, r) in d.rewrite.iter().flatten().enumerate() {
@@ -151,7 +179,10 @@ mod tests {
 
     #[test]
     fn reasons_name_the_field() {
-        assert_eq!(unsupported_reason("spec.target.template"), "UnsupportedTargetTemplate");
+        assert_eq!(
+            unsupported_reason("spec.target.template"),
+            "UnsupportedTargetTemplate"
+        );
         assert_eq!(
             unsupported_reason("spec.dataFrom[0].rewrite[1].transform"),
             "UnsupportedDataFromRewriteTransform"
@@ -181,10 +212,13 @@ mod tests {
             { "secretKey": "k", "remoteRef": { "key": "a" } },
             { "secretKey": "k", "remoteRef": { "key": "b" } }
         ]);
-        let spec: ExternalSecretSpec = serde_json::from_value(serde_json::json!({ "data": dup })).unwrap();
-        assert!(validate(&spec).is_err());
         let spec: ExternalSecretSpec =
-            serde_json::from_value(serde_json::json!({ "data": dup, "target": { "deletionPolicy": "Merge" } })).unwrap();
+            serde_json::from_value(serde_json::json!({ "data": dup })).unwrap();
+        assert!(validate(&spec).is_err());
+        let spec: ExternalSecretSpec = serde_json::from_value(
+            serde_json::json!({ "data": dup, "target": { "deletionPolicy": "Merge" } }),
+        )
+        .unwrap();
         assert!(validate(&spec).is_ok());
     }
 }

@@ -19,7 +19,11 @@ pub fn owned_data_keys(secret: &Secret, manager: &str) -> BTreeSet<String> {
         .filter(|m| m.manager.as_deref() == Some(manager))
         .filter_map(|m| m.fields_v1.as_ref())
         .filter_map(|f| f.0.get("f:data").and_then(|d| d.as_object()))
-        .flat_map(|d| d.keys().filter_map(|k| k.strip_prefix("f:")).map(str::to_owned))
+        .flat_map(|d| {
+            d.keys()
+                .filter_map(|k| k.strip_prefix("f:"))
+                .map(str::to_owned)
+        })
         .collect()
 }
 
@@ -35,7 +39,12 @@ pub enum Written {
 }
 
 /// Creates or updates `desired` under the ExternalSecret's field manager.
-pub async fn apply(api: &Api<Secret>, existing: Option<&Secret>, desired: &Secret, es_name: &str) -> kube::Result<Written> {
+pub async fn apply(
+    api: &Api<Secret>,
+    existing: Option<&Secret>,
+    desired: &Secret,
+    es_name: &str,
+) -> kube::Result<Written> {
     let params = PostParams {
         field_manager: Some(hash::field_manager(es_name)),
         ..PostParams::default()
@@ -56,12 +65,29 @@ pub async fn apply(api: &Api<Secret>, existing: Option<&Secret>, desired: &Secre
 
 /// Deletes Secrets this ExternalSecret created under another name (its target was renamed),
 /// found by ESO's `created-by` label and confirmed by the controller owner reference.
-pub async fn delete_orphans(api: &Api<Secret>, namespace: &str, es_name: &str, es_uid: &str, target: &str) -> kube::Result<()> {
-    let selector = format!("{}={}", well_known::LABEL_CREATED_BY, hash::created_by_label(namespace, es_name));
-    let secrets = api.list_metadata(&ListParams::default().labels(&selector)).await?;
+pub async fn delete_orphans(
+    api: &Api<Secret>,
+    namespace: &str,
+    es_name: &str,
+    es_uid: &str,
+    target: &str,
+) -> kube::Result<()> {
+    let selector = format!(
+        "{}={}",
+        well_known::LABEL_CREATED_BY,
+        hash::created_by_label(namespace, es_name)
+    );
+    let secrets = api
+        .list_metadata(&ListParams::default().labels(&selector))
+        .await?;
     for s in secrets {
         let name = s.metadata.name.clone().unwrap_or_default();
-        let ours = s.metadata.owner_references.iter().flatten().any(|o| o.controller == Some(true) && o.uid == es_uid);
+        let ours = s
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.controller == Some(true) && o.uid == es_uid);
         if name != target && ours {
             api.delete(&name, &DeleteParams::default()).await?;
         }

@@ -11,7 +11,9 @@ use kube::runtime::controller::Action;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Resource, ResourceExt};
 use lockstep_api::duration;
-use lockstep_api::secret_store::{ClusterSecretStore, SecretStore, SecretStoreCondition, SecretStoreStatus, StoreSpec};
+use lockstep_api::secret_store::{
+    ClusterSecretStore, SecretStore, SecretStoreCondition, SecretStoreStatus, StoreSpec,
+};
 use lockstep_providers::{StoreKind, Validation};
 
 use crate::context::Context;
@@ -33,33 +35,65 @@ pub mod reason {
 }
 
 /// The outcome of validating a store: Ready status, reason and message.
-async fn validate_store(ctx: &Context, kind: StoreKind, name: &str, namespace: Option<&str>, spec: &StoreSpec) -> (bool, &'static str, String) {
+async fn validate_store(
+    ctx: &Context,
+    kind: StoreKind,
+    name: &str,
+    namespace: Option<&str>,
+    spec: &StoreSpec,
+) -> (bool, &'static str, String) {
     let key = match stores::provider_key(spec) {
         Ok(key) => key,
         Err(e) => return (false, reason::INVALID_STORE, e.to_string()),
     };
-    let store = ResolvedStore { kind, name: name.to_owned(), spec: spec.clone(), ready: None };
+    let store = ResolvedStore {
+        kind,
+        name: name.to_owned(),
+        spec: spec.clone(),
+        ready: None,
+    };
     // A ClusterSecretStore validates in the namespace it references nothing from; referent
     // auth makes its result Unknown.
     let acting_ns = namespace.map(str::to_owned).unwrap_or_default();
     let client = match stores::client(ctx, &store, &acting_ns).await {
         Ok((client, _)) => client,
         Err(Error::Unsupported(_)) => {
-            return (false, reason::INVALID_PROVIDER, format!("provider {key:?} is not supported by Lockstep"));
+            return (
+                false,
+                reason::INVALID_PROVIDER,
+                format!("provider {key:?} is not supported by Lockstep"),
+            );
         }
         Err(Error::Invalid(message)) => return (false, reason::INVALID_STORE, message),
         Err(e) => return (false, reason::INVALID_PROVIDER, e.to_string()),
     };
     let result = client.validate().await;
-    ctx.metrics.provider_call(key, "Validate", if result.is_ok() { "success" } else { "error" });
+    ctx.metrics.provider_call(
+        key,
+        "Validate",
+        if result.is_ok() { "success" } else { "error" },
+    );
     match result {
         Ok(Validation::Ready) => (true, reason::VALID, "store validated".into()),
-        Ok(Validation::Unknown) => (true, reason::VALIDATION_UNKNOWN, "store validation unknown (referent authentication)".into()),
-        Err(e) => (false, reason::VALIDATION_FAILED, format!("unable to validate store: {e}")),
+        Ok(Validation::Unknown) => (
+            true,
+            reason::VALIDATION_UNKNOWN,
+            "store validation unknown (referent authentication)".into(),
+        ),
+        Err(e) => (
+            false,
+            reason::VALIDATION_FAILED,
+            format!("unable to validate store: {e}"),
+        ),
     }
 }
 
-fn new_status(previous: Option<&SecretStoreStatus>, ready: bool, reason: &str, message: String) -> SecretStoreStatus {
+fn new_status(
+    previous: Option<&SecretStoreStatus>,
+    ready: bool,
+    reason: &str,
+    message: String,
+) -> SecretStoreStatus {
     let status = if ready { "True" } else { "False" };
     let since = previous
         .and_then(|s| s.conditions.as_ref())
@@ -82,8 +116,13 @@ fn new_status(previous: Option<&SecretStoreStatus>, ready: bool, reason: &str, m
 fn requeue(ctx: &Context, spec: &StoreSpec) -> Action {
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
     let interval = match &spec.refresh_interval {
-        Some(IntOrString::Int(s)) if *s > 0 => std::time::Duration::from_secs(u64::try_from(*s).unwrap_or(0)),
-        Some(IntOrString::String(s)) => duration::parse(s).ok().filter(|d| !d.is_zero()).unwrap_or(ctx.config.store_requeue_interval),
+        Some(IntOrString::Int(s)) if *s > 0 => {
+            std::time::Duration::from_secs(u64::try_from(*s).unwrap_or(0))
+        }
+        Some(IntOrString::String(s)) => duration::parse(s)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .unwrap_or(ctx.config.store_requeue_interval),
         _ => ctx.config.store_requeue_interval,
     };
     Action::requeue(interval)
@@ -95,10 +134,22 @@ async fn reconcile_namespaced(store: Arc<SecretStore>, ctx: Arc<Context>) -> Res
         return Ok(Action::await_change());
     }
     let ns = store.namespace().unwrap_or_default();
-    let (ready, reason, message) = validate_store(&ctx, StoreKind::SecretStore, &store.name_any(), Some(&ns), &spec).await;
+    let (ready, reason, message) = validate_store(
+        &ctx,
+        StoreKind::SecretStore,
+        &store.name_any(),
+        Some(&ns),
+        &spec,
+    )
+    .await;
     let status = new_status(store.status.as_ref(), ready, reason, message);
     if store.status.as_ref() != Some(&status) {
-        write_status(&Api::<SecretStore>::namespaced(ctx.client.clone(), &ns), &store.name_any(), &status).await?;
+        write_status(
+            &Api::<SecretStore>::namespaced(ctx.client.clone(), &ns),
+            &store.name_any(),
+            &status,
+        )
+        .await?;
     }
     Ok(requeue(&ctx, &spec))
 }
@@ -108,16 +159,30 @@ async fn reconcile_cluster(store: Arc<ClusterSecretStore>, ctx: Arc<Context>) ->
     if !ours(&ctx, &spec) {
         return Ok(Action::await_change());
     }
-    let (ready, reason, message) = validate_store(&ctx, StoreKind::ClusterSecretStore, &store.name_any(), None, &spec).await;
+    let (ready, reason, message) = validate_store(
+        &ctx,
+        StoreKind::ClusterSecretStore,
+        &store.name_any(),
+        None,
+        &spec,
+    )
+    .await;
     let status = new_status(store.status.as_ref(), ready, reason, message);
     if store.status.as_ref() != Some(&status) {
-        write_status(&Api::<ClusterSecretStore>::all(ctx.client.clone()), &store.name_any(), &status).await?;
+        write_status(
+            &Api::<ClusterSecretStore>::all(ctx.client.clone()),
+            &store.name_any(),
+            &status,
+        )
+        .await?;
     }
     Ok(requeue(&ctx, &spec))
 }
 
 fn ours(ctx: &Context, spec: &StoreSpec) -> bool {
-    spec.controller.as_deref().is_none_or(|c| c.is_empty() || c == ctx.config.controller_class)
+    spec.controller
+        .as_deref()
+        .is_none_or(|c| c.is_empty() || c == ctx.config.controller_class)
 }
 
 async fn write_status<K>(api: &Api<K>, name: &str, status: &SecretStoreStatus) -> Result<()>
@@ -125,7 +190,8 @@ where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let patch = serde_json::json!({ "status": status });
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
     Ok(())
 }
 
@@ -147,10 +213,13 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         .run(reconcile_namespaced, error_policy, ctx.clone())
         .for_each(|_| async {});
     if ctx.config.cluster_stores {
-        let cluster = Controller::new(Api::<ClusterSecretStore>::all(client), watcher::Config::default())
-            .graceful_shutdown_on(shutdown)
-            .run(reconcile_cluster, error_policy, ctx.clone())
-            .for_each(|_| async {});
+        let cluster = Controller::new(
+            Api::<ClusterSecretStore>::all(client),
+            watcher::Config::default(),
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile_cluster, error_policy, ctx.clone())
+        .for_each(|_| async {});
         futures::join!(namespaced, cluster);
     } else {
         namespaced.await;

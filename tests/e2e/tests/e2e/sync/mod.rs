@@ -39,18 +39,40 @@ pub async fn patch_es(client: &Client, ns: &str, name: &str, patch: Value) {
 }
 
 /// Waits until the ExternalSecret's Ready condition has `reason`, and returns the object.
-pub async fn wait_ready_reason(client: &Client, ns: &str, name: &str, reason: &str) -> ExternalSecret {
+pub async fn wait_ready_reason(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    reason: &str,
+) -> ExternalSecret {
     let api = Api::<ExternalSecret>::namespaced(client.clone(), ns);
-    eventually(&format!("ExternalSecret {name} to report {reason}"), TIMEOUT, || async {
-        let es = api.get(name).await.ok()?;
-        let ready = es.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready")?.clone();
-        (ready.reason.as_deref() == Some(reason)).then_some(es)
-    })
+    eventually(
+        &format!("ExternalSecret {name} to report {reason}"),
+        TIMEOUT,
+        || async {
+            let es = api.get(name).await.ok()?;
+            let ready = es
+                .status
+                .as_ref()?
+                .conditions
+                .as_ref()?
+                .iter()
+                .find(|c| c.type_ == "Ready")?
+                .clone();
+            (ready.reason.as_deref() == Some(reason)).then_some(es)
+        },
+    )
     .await
 }
 
 /// Waits until the Secret exists and `check` accepts it.
-pub async fn wait_secret(client: &Client, ns: &str, name: &str, what: &str, check: impl Fn(&Secret) -> bool) -> Secret {
+pub async fn wait_secret(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    what: &str,
+    check: impl Fn(&Secret) -> bool,
+) -> Secret {
     let api = Api::<Secret>::namespaced(client.clone(), ns);
     eventually(what, TIMEOUT, || async {
         let s = api.get_opt(name).await.ok()??;
@@ -61,5 +83,9 @@ pub async fn wait_secret(client: &Client, ns: &str, name: &str, what: &str, chec
 
 /// A Secret's value as text.
 pub fn value(secret: &Secret, key: &str) -> Option<String> {
-    secret.data.as_ref()?.get(key).map(|b| String::from_utf8_lossy(&b.0).into_owned())
+    secret
+        .data
+        .as_ref()?
+        .get(key)
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
 }

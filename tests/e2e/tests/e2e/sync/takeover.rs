@@ -16,21 +16,34 @@ async fn a_cluster_synced_by_eso_is_taken_over_without_calls_or_writes() {
     let client = test_env().admin_client().await;
     ensure_crds(&client).await;
     let ns = TestNamespace::create(&client, "takeover").await;
-    create_store(&client, ns.name(), json!({
-        "apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
-        "metadata": { "name": "fake" },
-        "spec": { "provider": { "fake": { "data": [{ "key": "k", "value": "from-eso" }] } } }
-    })).await;
-    let es = create_es(&client, ns.name(), json!({
-        "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
-        "metadata": { "name": "taken", "labels": { "app": "web" },
-                      "finalizers": [well_known::FINALIZER_EXTERNAL_SECRET] },
-        "spec": { "refreshInterval": "1h", "secretStoreRef": { "name": "fake" },
-                  "data": [{ "secretKey": "v", "remoteRef": { "key": "k" } }] }
-    })).await;
+    create_store(
+        &client,
+        ns.name(),
+        json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+            "metadata": { "name": "fake" },
+            "spec": { "provider": { "fake": { "data": [{ "key": "k", "value": "from-eso" }] } } }
+        }),
+    )
+    .await;
+    let es = create_es(
+        &client,
+        ns.name(),
+        json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+            "metadata": { "name": "taken", "labels": { "app": "web" },
+                          "finalizers": [well_known::FINALIZER_EXTERNAL_SECRET] },
+            "spec": { "refreshInterval": "1h", "secretStoreRef": { "name": "fake" },
+                      "data": [{ "secretKey": "v", "remoteRef": { "key": "k" } }] }
+        }),
+    )
+    .await;
 
     // The Secret exactly as ESO writes it, under ESO's field manager.
-    let data = std::collections::BTreeMap::from([("v".to_owned(), k8s_openapi::ByteString(b"from-eso".to_vec()))]);
+    let data = std::collections::BTreeMap::from([(
+        "v".to_owned(),
+        k8s_openapi::ByteString(b"from-eso".to_vec()),
+    )]);
     let secret: Secret = serde_json::from_value(json!({
         "metadata": {
             "name": "taken",
@@ -50,13 +63,20 @@ async fn a_cluster_synced_by_eso_is_taken_over_without_calls_or_writes() {
     })).expect("secret");
     let secrets = Api::<Secret>::namespaced(client.clone(), ns.name());
     let written = secrets
-        .create(&PostParams { field_manager: Some(hash::field_manager("taken")), ..Default::default() }, &secret)
+        .create(
+            &PostParams {
+                field_manager: Some(hash::field_manager("taken")),
+                ..Default::default()
+            },
+            &secret,
+        )
         .await
         .expect("create Secret as ESO");
     // ESO's status: synced a minute ago at the current generation and metadata.
     let es_api = Api::<ExternalSecret>::namespaced(client.clone(), ns.name());
     let es = es_api.get("taken").await.expect("get");
-    let refreshed = k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(60);
+    let refreshed =
+        k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(60);
     es_api
         .patch_status("taken", &PatchParams::default(), &Patch::Merge(&json!({ "status": {
             "refreshTime": refreshed.to_string(),
@@ -67,24 +87,55 @@ async fn a_cluster_synced_by_eso_is_taken_over_without_calls_or_writes() {
         }})))
         .await
         .expect("ESO's status");
-    let es_rv = es_api.get("taken").await.expect("get").metadata.resource_version;
+    let es_rv = es_api
+        .get("taken")
+        .await
+        .expect("get")
+        .metadata
+        .resource_version;
 
     let lockstep = Lockstep::start(client.clone(), ns.name());
     // Let it reconcile: the store becomes Ready (the store controller validates it) and the
     // ExternalSecret is seen; then prove nothing was called or written.
-    let stores = Api::<lockstep_api::secret_store::SecretStore>::namespaced(client.clone(), ns.name());
-    lockstep_e2e::eventually("the store to be validated", lockstep_e2e::TIMEOUT, || async {
-        stores.get("fake").await.ok()?.status?.conditions.map(|_| ())
-    })
+    let stores =
+        Api::<lockstep_api::secret_store::SecretStore>::namespaced(client.clone(), ns.name());
+    lockstep_e2e::eventually(
+        "the store to be validated",
+        lockstep_e2e::TIMEOUT,
+        || async {
+            stores
+                .get("fake")
+                .await
+                .ok()?
+                .status?
+                .conditions
+                .map(|_| ())
+        },
+    )
     .await;
-    lockstep_e2e::eventually("the ExternalSecret to be reconciled", lockstep_e2e::TIMEOUT, || async {
-        (lockstep.metric_sum("externalsecret_sync_calls_total{") >= 2.0).then_some(())
-    })
+    lockstep_e2e::eventually(
+        "the ExternalSecret to be reconciled",
+        lockstep_e2e::TIMEOUT,
+        || async { (lockstep.metric_sum("externalsecret_sync_calls_total{") >= 2.0).then_some(()) },
+    )
     .await;
     let after = secrets.get("taken").await.expect("secret");
-    assert_eq!(after.metadata.resource_version, written.metadata.resource_version, "no write to the Secret");
-    assert_eq!(es_api.get("taken").await.expect("es").metadata.resource_version, es_rv, "no write to the ExternalSecret");
-    let calls = lockstep.metric_sum("externalsecret_provider_api_calls_count{provider=\"fake\",call=\"Get");
+    assert_eq!(
+        after.metadata.resource_version, written.metadata.resource_version,
+        "no write to the Secret"
+    );
+    assert_eq!(
+        es_api
+            .get("taken")
+            .await
+            .expect("es")
+            .metadata
+            .resource_version,
+        es_rv,
+        "no write to the ExternalSecret"
+    );
+    let calls =
+        lockstep.metric_sum("externalsecret_provider_api_calls_count{provider=\"fake\",call=\"Get");
     assert_eq!(calls, 0.0, "no provider read");
     lockstep.stop().await;
 }
