@@ -91,14 +91,19 @@ async fn delete_namespace(client: &Client, name: &str) {
 
 /// Removes Lockstep's finalizers from the objects of a namespace whose controller has stopped.
 pub async fn strip_lockstep_finalizers(client: &Client, namespace: &str) {
-    let discovery = match Discovery::new(client.clone())
-        .filter(LOCKSTEP_GROUPS)
-        .run()
-        .await
-    {
-        Ok(d) => d,
-        Err(e) => panic!("discovering Lockstep's API groups: {e}"),
-    };
+    // Discovery can fail for a moment while another test updates a CRD: try again.
+    let discovery = crate::wait::eventually(
+        "discovery of Lockstep's API groups",
+        crate::wait::TIMEOUT,
+        || async {
+            Discovery::new(client.clone())
+                .filter(LOCKSTEP_GROUPS)
+                .run()
+                .await
+                .ok()
+        },
+    )
+    .await;
     for group in discovery.groups() {
         for (resource, caps) in group.recommended_resources() {
             if caps.scope != Scope::Namespaced || !caps.supports_operation(verbs::LIST) {
