@@ -1,6 +1,7 @@
 //! The ExternalSecret controller end to end: Lockstep runs in the test, scoped to its
 //! namespace, against the real apiserver.
 
+mod canary;
 mod fake;
 mod takeover;
 
