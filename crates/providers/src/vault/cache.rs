@@ -1,0 +1,172 @@
+//! The cache of authenticated clients, one per store identity: never a login per reconcile.
+//!
+//! An identity is the provider key, the store's kind, namespace and name, the namespace the
+//! client acts for when the store is referent (a ClusterSecretStore that resolves credentials
+//! in each ExternalSecret's namespace), and a hash of the provider spec, so a changed spec gets
+//! a new client and a new login while the old client is dropped. The cache holds at most
+//! `capacity` clients and drops the least recently used; a dropped client revokes the token it
+//! logged in for once its last in-flight user is done.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::OnceCell;
+
+use super::client::VaultClient;
+use super::config::Flavor;
+use crate::StoreKind;
+
+/// Settings of a [`VaultCache`].
+#[derive(Clone, Debug)]
+pub struct VaultCacheConfig {
+    /// The most clients (store identities) kept; the least recently used is dropped first.
+    pub capacity: usize,
+    /// After a 403, a client logs in again only when its token is at least this old and the
+    /// server no longer accepts it (a fresh token that is refused lacks a policy, and logging
+    /// in again would not help).
+    pub relogin_min_age: Duration,
+}
+
+impl Default for VaultCacheConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 1024,
+            relogin_min_age: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Who a client is for, without the spec hash.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Identity {
+    pub flavor: Flavor,
+    pub kind: StoreKind,
+    /// The SecretStore's namespace; empty for a ClusterSecretStore.
+    pub store_namespace: String,
+    pub store_name: String,
+    /// The ExternalSecret namespace a referent ClusterSecretStore acts for; else empty.
+    pub acting_namespace: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Key {
+    pub identity: Identity,
+    pub spec_hash: u64,
+}
+
+type Slot = Arc<OnceCell<Arc<VaultClient>>>;
+
+struct Entry {
+    slot: Slot,
+    last_used: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: HashMap<Key, Entry>,
+    tick: u64,
+}
+
+/// Authenticated Vault/OpenBao clients shared across reconciles. Create one per process and
+/// pass it to [`client`](super::client()).
+pub struct VaultCache {
+    inner: Mutex<Inner>,
+    config: VaultCacheConfig,
+}
+
+impl Default for VaultCache {
+    fn default() -> Self {
+        Self::new(VaultCacheConfig::default())
+    }
+}
+
+impl std::fmt::Debug for VaultCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultCache")
+            .field("clients", &self.len())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl VaultCache {
+    /// An empty cache.
+    pub fn new(config: VaultCacheConfig) -> Self {
+        Self {
+            inner: Mutex::new(Inner::default()),
+            config: VaultCacheConfig {
+                capacity: config.capacity.max(1),
+                ..config
+            },
+        }
+    }
+
+    /// The cache's settings.
+    pub fn config(&self) -> &VaultCacheConfig {
+        &self.config
+    }
+
+    /// How many clients are cached.
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    /// Whether no client is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops the clients of one store (for example when it is deleted); their tokens are
+    /// revoked once no reconcile uses them any more. For a ClusterSecretStore, `namespace` is
+    /// ignored and the clients of every namespace it acts for are dropped.
+    pub fn forget_store(&self, kind: StoreKind, namespace: &str, name: &str) {
+        let mut inner = self.lock();
+        inner.entries.retain(|k, _| {
+            let id = &k.identity;
+            !(id.kind == kind
+                && id.store_name == name
+                && (kind == StoreKind::ClusterSecretStore || id.store_namespace == namespace))
+        });
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding this lock cannot leave the map inconsistent.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The slot of `key`, created when missing. A new slot evicts the clients of the same
+    /// identity with another spec hash, then the least recently used beyond the capacity.
+    pub(crate) fn slot(&self, key: &Key) -> Slot {
+        let mut inner = self.lock();
+        inner.tick += 1;
+        let tick = inner.tick;
+        if let Some(entry) = inner.entries.get_mut(key) {
+            entry.last_used = tick;
+            return entry.slot.clone();
+        }
+        inner
+            .entries
+            .retain(|k, _| k.identity != key.identity || k.spec_hash == key.spec_hash);
+        let slot: Slot = Arc::new(OnceCell::new());
+        inner.entries.insert(
+            key.clone(),
+            Entry {
+                slot: slot.clone(),
+                last_used: tick,
+            },
+        );
+        while inner.entries.len() > self.config.capacity {
+            let Some(oldest) = inner
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            inner.entries.remove(&oldest);
+        }
+        slot
+    }
+}
