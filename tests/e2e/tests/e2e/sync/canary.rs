@@ -19,7 +19,7 @@ async fn a_canary_value_never_reaches_status_events_metrics_or_logs() {
     ensure_crds(&client).await;
     let ns = TestNamespace::create(&client, "canary").await;
     let lockstep = Lockstep::start(client.clone(), ns.name());
-    let canary = unique_name("canary-7f3a").replace('-', "");
+    let canary = unique_name("canary-7f3a");
     create_store(
         &client,
         ns.name(),
