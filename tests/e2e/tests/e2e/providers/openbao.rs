@@ -15,9 +15,8 @@ use lockstep_api::external_secret::{Find, FindName, MetadataPolicy, RemoteRef};
 use lockstep_api::meta::{CaProvider, CaProviderType, SecretKeySelector, ServiceAccountSelector};
 use lockstep_api::providers::vault::{
     KvVersion, OpenBaoAuth, OpenBaoKubernetesAuth, OpenBaoProvider, VaultAppRole, VaultAuth,
-    VaultCertAuth, VaultClientTls, VaultGcpAuth, VaultIamAuth, VaultJwtAuth,
-    VaultKubernetesAuth, VaultKubernetesServiceAccountTokenAuth, VaultLdapAuth, VaultProvider,
-    VaultUserPassAuth,
+    VaultCertAuth, VaultClientTls, VaultGcpAuth, VaultIamAuth, VaultJwtAuth, VaultKubernetesAuth,
+    VaultKubernetesServiceAccountTokenAuth, VaultLdapAuth, VaultProvider, VaultUserPassAuth,
 };
 use lockstep_e2e::{TestNamespace, test_env, unique_name};
 use lockstep_providers::vault::{VaultCache, VaultCacheConfig, VaultSpec, client};
@@ -68,7 +67,13 @@ impl Bao {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
-    async fn ok_in(&self, ns: Option<&str>, method: Method, path: &str, body: Option<Value>) -> Value {
+    async fn ok_in(
+        &self,
+        ns: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
         let (status, out) = self.call(ns, method, path, body).await;
         assert!((200..300).contains(&status), "{path}: HTTP {status}: {out}");
         out
@@ -89,7 +94,11 @@ impl Bao {
             .send()
             .await
             .expect("OpenBao request");
-        assert!(resp.status().is_success(), "writing {path}: {}", resp.status());
+        assert!(
+            resp.status().is_success(),
+            "writing {path}: {}",
+            resp.status()
+        );
     }
 
     /// Writes a KV v2 secret (a new version).
@@ -156,7 +165,12 @@ impl Bao {
         )
         .await;
         let role_id = self
-            .ok_in(ns, Method::GET, &format!("auth/{mount}/role/app/role-id"), None)
+            .ok_in(
+                ns,
+                Method::GET,
+                &format!("auth/{mount}/role/app/role-id"),
+                None,
+            )
             .await["data"]["role_id"]
             .as_str()
             .expect("role_id")
@@ -347,12 +361,8 @@ async fn kv_v2_value_property_version_and_extract() {
     let ns = namespace_with_root_token(&kube, "bao-kv2").await;
     let bao = Bao::new();
     let path = unique_name("app");
-    bao.put(
-        "secret",
-        &path,
-        json!({ "user": "first", "pass": "p1" }),
-    )
-    .await;
+    bao.put("secret", &path, json!({ "user": "first", "pass": "p1" }))
+        .await;
     bao.put_raw(
         "secret",
         &path,
@@ -382,7 +392,10 @@ async fn kv_v2_value_property_version_and_extract() {
     assert_eq!(text(&c, &prop(&path, "none")).await, "");
     assert_eq!(text(&c, &prop(&path, "dotted.key")).await, "literal");
     assert_eq!(text(&c, &prop(&path, "nested.b")).await, "deep");
-    assert_eq!(text(&c, &prop(&path, "nested")).await, r#"{"a":[1,2],"b":"deep"}"#);
+    assert_eq!(
+        text(&c, &prop(&path, "nested")).await,
+        r#"{"a":[1,2],"b":"deep"}"#
+    );
     // A key that names the mount (and data/) resolves to the same secret, as in ESO.
     assert_eq!(
         text(&c, &prop(&format!("secret/data/{path}"), "user")).await,
@@ -421,9 +434,15 @@ async fn kv_v2_value_property_version_and_extract() {
 
     // Missing secrets and properties drive deletionPolicy; errors carry no values.
     let missing = c.get_secret(&key(&unique_name("nope"))).await.unwrap_err();
-    assert!(matches!(missing, ProviderError::NotFound { .. }), "{missing}");
+    assert!(
+        matches!(missing, ProviderError::NotFound { .. }),
+        "{missing}"
+    );
     let no_prop = c.get_secret(&prop(&path, "password")).await.unwrap_err();
-    assert!(matches!(no_prop, ProviderError::NotFound { .. }), "{no_prop}");
+    assert!(
+        matches!(no_prop, ProviderError::NotFound { .. }),
+        "{no_prop}"
+    );
     assert!(!no_prop.to_string().contains("a&b"));
     assert!(!format!("{no_prop:?}").contains(env.var("BAO_TOKEN")));
     assert_eq!(c.validate().await.expect("validate"), Validation::Ready);
@@ -519,7 +538,10 @@ async fn kv_v1_reads_and_finds_through_a_mount_of_its_own() {
     .expect("client");
     assert_eq!(text(&c, &prop("db", "value")).await, "one");
     assert_eq!(text(&c, &key("db")).await, r#"{"n":7,"value":"one"}"#);
-    assert_eq!(text(&c, &prop(&format!("{mount}/db"), "value")).await, "one");
+    assert_eq!(
+        text(&c, &prop(&format!("{mount}/db"), "value")).await,
+        "one"
+    );
 
     let found = c
         .get_all_secrets(&Find {
@@ -558,7 +580,12 @@ async fn find_by_name_path_and_tags_lists_recursively() {
     let ns = namespace_with_root_token(&kube, "bao-find").await;
     let bao = Bao::new();
     let root = unique_name("find");
-    for (p, team) in [("a", "x"), ("sub/b", "x"), ("sub/deeper/c", "y"), ("other", "x")] {
+    for (p, team) in [
+        ("a", "x"),
+        ("sub/b", "x"),
+        ("sub/deeper/c", "y"),
+        ("other", "x"),
+    ] {
         bao.put("secret", &format!("{root}/{p}"), json!({ "name": p }))
             .await;
         bao.ok(
@@ -623,7 +650,10 @@ async fn find_by_name_path_and_tags_lists_recursively() {
         })
         .await
         .unwrap_err();
-    assert!(matches!(nothing, ProviderError::NotFound { .. }), "{nothing}");
+    assert!(
+        matches!(nothing, ProviderError::NotFound { .. }),
+        "{nothing}"
+    );
 }
 
 #[tokio::test]
@@ -678,7 +708,8 @@ async fn openbao_provider_reads_keys_relative_to_its_mount_and_validates_it() {
     let bao = Bao::new();
     let mount = unique_name("bao");
     bao.mount_kv(None, &mount, "2").await;
-    bao.put(&mount, "team/db", json!({ "password": "pw" })).await;
+    bao.put(&mount, "team/db", json!({ "password": "pw" }))
+        .await;
     let cache = VaultCache::default();
     let store = OpenBaoProvider {
         server: test_env().var("BAO_ADDR").to_owned(),
@@ -709,7 +740,10 @@ async fn openbao_provider_reads_keys_relative_to_its_mount_and_validates_it() {
         })
         .await
         .expect("find");
-    assert_eq!(found.keys().cloned().collect::<Vec<_>>(), vec!["team/db".to_owned()]);
+    assert_eq!(
+        found.keys().cloned().collect::<Vec<_>>(),
+        vec!["team/db".to_owned()]
+    );
     assert_eq!(c.validate().await.expect("validate"), Validation::Ready);
 
     // Validation checks the mount's engine and version, as ESO's openBao provider does.
@@ -905,7 +939,10 @@ async fn server_certificate_is_verified_with_ca_bundle_or_ca_provider() {
         Ok(c) => c.get_secret(&key(&path)).await.unwrap_err(),
         Err(e) => e,
     };
-    assert!(matches!(&err, ProviderError::Unavailable(m) if m.to_lowercase().contains("certificate")), "{err}");
+    assert!(
+        matches!(&err, ProviderError::Unavailable(m) if m.to_lowercase().contains("certificate")),
+        "{err}"
+    );
 
     // A caBundle that is not a certificate is a configuration error.
     let garbage = VaultProvider {
@@ -931,8 +968,17 @@ async fn client_certificate_from_secrets_is_loaded() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let status = std::process::Command::new("openssl")
         .args([
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-days", "1", "-subj", "/CN=lockstep-e2e",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=lockstep-e2e",
         ])
         .arg("-keyout")
         .arg(dir.join("tls.key"))
@@ -951,7 +997,13 @@ async fn client_certificate_from_secrets_is_loaded() {
         &[("tls.crt", &crt), ("tls.key", &tls_key)],
     )
     .await;
-    put_secret(&kube, ns.name(), "wrong-tls", &[("tls.crt", &crt), ("tls.key", "nope")]).await;
+    put_secret(
+        &kube,
+        ns.name(),
+        "wrong-tls",
+        &[("tls.crt", &crt), ("tls.key", "nope")],
+    )
+    .await;
     let bao = Bao::new();
     let path = unique_name("mtls");
     bao.put("secret", &path, json!({ "k": "v" })).await;
@@ -1030,11 +1082,17 @@ async fn one_login_serves_many_reconciles() {
     let ns = TestNamespace::create(&kube, "bao-cache").await;
     let bao = Bao::new();
     let prefix = unique_name("cache");
-    bao.put("secret", &format!("{prefix}/db"), json!({ "password": "pw" }))
-        .await;
+    bao.put(
+        "secret",
+        &format!("{prefix}/db"),
+        json!({ "password": "pw" }),
+    )
+    .await;
     let policy = reader_policy(&bao, &prefix).await;
     let mount = unique_name("approle");
-    let (role_id, secret_id) = bao.approle(None, &mount, &[&policy], "10m", "1h", 100).await;
+    let (role_id, secret_id) = bao
+        .approle(None, &mount, &[&policy], "10m", "1h", 100)
+        .await;
     put_secret(
         &kube,
         ns.name(),
@@ -1051,17 +1109,30 @@ async fn one_login_serves_many_reconciles() {
     for round in 0..5 {
         let reads = (0..5).map(|_| async {
             let c = client(&store, &context, &cache).await.expect("client");
-            assert_eq!(text(&c, &prop(&format!("{prefix}/db"), "password")).await, "pw");
-            assert_eq!(text(&c, &key(&format!("{prefix}/db"))).await, r#"{"password":"pw"}"#);
+            assert_eq!(
+                text(&c, &prop(&format!("{prefix}/db"), "password")).await,
+                "pw"
+            );
+            assert_eq!(
+                text(&c, &key(&format!("{prefix}/db"))).await,
+                r#"{"password":"pw"}"#
+            );
             c
         });
         let clients = futures::future::join_all(reads).await;
         for c in clients {
             let f = first.get_or_insert_with(|| c.clone());
-            assert!(Arc::ptr_eq(f, &c), "round {round}: the cached client is reused");
+            assert!(
+                Arc::ptr_eq(f, &c),
+                "round {round}: the cached client is reused"
+            );
         }
     }
-    assert_eq!(bao.uses_left(&mount, &secret_id).await, 99, "exactly one login");
+    assert_eq!(
+        bao.uses_left(&mount, &secret_id).await,
+        99,
+        "exactly one login"
+    );
     assert_eq!(bao.live_tokens(&mount).await.len(), 1, "one token");
     assert_eq!(cache.len(), 1);
 
@@ -1075,11 +1146,16 @@ async fn one_login_serves_many_reconciles() {
     assert_eq!(bao.uses_left(&mount, &secret_id).await, 98);
     assert_eq!(cache.len(), 1, "the old spec's client left the cache");
     drop(first);
-    lockstep_e2e::eventually("the replaced client's token to be revoked", Duration::from_secs(20), || async {
-        (bao.live_tokens(&mount).await.len() == 1).then_some(())
-    })
+    lockstep_e2e::eventually(
+        "the replaced client's token to be revoked",
+        Duration::from_secs(20),
+        || async { (bao.live_tokens(&mount).await.len() == 1).then_some(()) },
+    )
     .await;
-    assert_eq!(text(&c2, &prop(&format!("{prefix}/db"), "password")).await, "pw");
+    assert_eq!(
+        text(&c2, &prop(&format!("{prefix}/db"), "password")).await,
+        "pw"
+    );
 }
 
 #[tokio::test]
@@ -1088,12 +1164,18 @@ async fn tokens_are_renewed_then_replaced_at_their_max_ttl() {
     let ns = TestNamespace::create(&kube, "bao-renew").await;
     let bao = Bao::new();
     let prefix = unique_name("renew");
-    bao.put("secret", &format!("{prefix}/db"), json!({ "password": "pw" }))
-        .await;
+    bao.put(
+        "secret",
+        &format!("{prefix}/db"),
+        json!({ "password": "pw" }),
+    )
+    .await;
     let policy = reader_policy(&bao, &prefix).await;
     let mount = unique_name("approle");
     // Renewable for 6 s at a time, at most 12 s in total.
-    let (role_id, secret_id) = bao.approle(None, &mount, &[&policy], "6s", "12s", 100).await;
+    let (role_id, secret_id) = bao
+        .approle(None, &mount, &[&policy], "6s", "12s", 100)
+        .await;
     put_secret(
         &kube,
         ns.name(),
@@ -1108,14 +1190,21 @@ async fn tokens_are_renewed_then_replaced_at_their_max_ttl() {
     let mut first_accessor = None;
     while started.elapsed() < Duration::from_secs(16) {
         let c = client(&store, &context, &cache).await.expect("client");
-        assert_eq!(text(&c, &prop(&format!("{prefix}/db"), "password")).await, "pw");
+        assert_eq!(
+            text(&c, &prop(&format!("{prefix}/db"), "password")).await,
+            "pw"
+        );
         if first_accessor.is_none() {
             first_accessor = bao.live_tokens(&mount).await.first().cloned();
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     // Two renewals kept the first token for its 12 s; then one more login.
-    assert_eq!(bao.uses_left(&mount, &secret_id).await, 98, "two logins in 16 s");
+    assert_eq!(
+        bao.uses_left(&mount, &secret_id).await,
+        98,
+        "two logins in 16 s"
+    );
     let live = bao.live_tokens(&mount).await;
     assert_eq!(live.len(), 1, "the first token was revoked when replaced");
     assert_ne!(live.first(), first_accessor.as_ref());
@@ -1127,14 +1216,24 @@ async fn a_revoked_token_is_replaced_once_and_a_denied_path_is_not() {
     let ns = TestNamespace::create(&kube, "bao-403").await;
     let bao = Bao::new();
     let prefix = unique_name("relogin");
-    bao.put("secret", &format!("{prefix}/db"), json!({ "password": "pw" }))
-        .await;
+    bao.put(
+        "secret",
+        &format!("{prefix}/db"),
+        json!({ "password": "pw" }),
+    )
+    .await;
     let forbidden = unique_name("forbidden");
-    bao.put("secret", &forbidden, json!({ "password": "canary-forbidden" }))
-        .await;
+    bao.put(
+        "secret",
+        &forbidden,
+        json!({ "password": "canary-forbidden" }),
+    )
+    .await;
     let policy = reader_policy(&bao, &prefix).await;
     let mount = unique_name("approle");
-    let (role_id, secret_id) = bao.approle(None, &mount, &[&policy], "10m", "1h", 100).await;
+    let (role_id, secret_id) = bao
+        .approle(None, &mount, &[&policy], "10m", "1h", 100)
+        .await;
     put_secret(
         &kube,
         ns.name(),
@@ -1149,7 +1248,10 @@ async fn a_revoked_token_is_replaced_once_and_a_denied_path_is_not() {
     });
     let context = ctx(&kube, StoreKind::SecretStore, ns.name(), "relogin");
     let c = client(&store, &context, &cache).await.expect("client");
-    assert_eq!(text(&c, &prop(&format!("{prefix}/db"), "password")).await, "pw");
+    assert_eq!(
+        text(&c, &prop(&format!("{prefix}/db"), "password")).await,
+        "pw"
+    );
 
     // A path the policy does not allow: AccessDenied, and no new login.
     let err = c.get_secret(&key(&forbidden)).await.unwrap_err();
@@ -1166,8 +1268,14 @@ async fn a_revoked_token_is_replaced_once_and_a_denied_path_is_not() {
         )
         .await;
     }
-    assert_eq!(text(&c, &prop(&format!("{prefix}/db"), "password")).await, "pw");
-    assert_eq!(text(&c, &prop(&format!("{prefix}/db"), "password")).await, "pw");
+    assert_eq!(
+        text(&c, &prop(&format!("{prefix}/db"), "password")).await,
+        "pw"
+    );
+    assert_eq!(
+        text(&c, &prop(&format!("{prefix}/db"), "password")).await,
+        "pw"
+    );
     assert_eq!(bao.uses_left(&mount, &secret_id).await, 98);
 }
 
@@ -1177,11 +1285,17 @@ async fn the_cache_is_bounded_and_evicted_clients_revoke_their_tokens() {
     let ns = TestNamespace::create(&kube, "bao-evict").await;
     let bao = Bao::new();
     let prefix = unique_name("evict");
-    bao.put("secret", &format!("{prefix}/db"), json!({ "password": "pw" }))
-        .await;
+    bao.put(
+        "secret",
+        &format!("{prefix}/db"),
+        json!({ "password": "pw" }),
+    )
+    .await;
     let policy = reader_policy(&bao, &prefix).await;
     let mount = unique_name("approle");
-    let (role_id, secret_id) = bao.approle(None, &mount, &[&policy], "10m", "1h", 100).await;
+    let (role_id, secret_id) = bao
+        .approle(None, &mount, &[&policy], "10m", "1h", 100)
+        .await;
     put_secret(
         &kube,
         ns.name(),
@@ -1195,22 +1309,38 @@ async fn the_cache_is_bounded_and_evicted_clients_revoke_their_tokens() {
         ..VaultCacheConfig::default()
     });
     for name in ["one", "two", "three"] {
-        let c = client(&store, &ctx(&kube, StoreKind::SecretStore, ns.name(), name), &cache)
-            .await
-            .expect("client");
-        assert_eq!(text(&c, &prop(&format!("{prefix}/db"), "password")).await, "pw");
+        let c = client(
+            &store,
+            &ctx(&kube, StoreKind::SecretStore, ns.name(), name),
+            &cache,
+        )
+        .await
+        .expect("client");
+        assert_eq!(
+            text(&c, &prop(&format!("{prefix}/db"), "password")).await,
+            "pw"
+        );
     }
     assert_eq!(cache.len(), 2);
     assert_eq!(bao.uses_left(&mount, &secret_id).await, 97);
-    lockstep_e2e::eventually("the evicted client's token to be revoked", Duration::from_secs(20), || async {
-        (bao.live_tokens(&mount).await.len() == 2).then_some(())
-    })
+    lockstep_e2e::eventually(
+        "the evicted client's token to be revoked",
+        Duration::from_secs(20),
+        || async { (bao.live_tokens(&mount).await.len() == 2).then_some(()) },
+    )
     .await;
     // "two" and "three" are still cached: no new login.
-    let c = client(&store, &ctx(&kube, StoreKind::SecretStore, ns.name(), "three"), &cache)
-        .await
-        .expect("client");
-    assert_eq!(text(&c, &prop(&format!("{prefix}/db"), "password")).await, "pw");
+    let c = client(
+        &store,
+        &ctx(&kube, StoreKind::SecretStore, ns.name(), "three"),
+        &cache,
+    )
+    .await
+    .expect("client");
+    assert_eq!(
+        text(&c, &prop(&format!("{prefix}/db"), "password")).await,
+        "pw"
+    );
     assert_eq!(bao.uses_left(&mount, &secret_id).await, 97);
     cache.forget_store(StoreKind::SecretStore, ns.name(), "two");
     assert_eq!(cache.len(), 1);
@@ -1272,8 +1402,12 @@ async fn kubernetes_auth_with_a_token_request_or_a_secret() {
     service_account(&kube, ns.name(), "reader").await;
     let bao = Bao::new();
     let prefix = unique_name("k8s");
-    bao.put("secret", &format!("{prefix}/db"), json!({ "password": "pw" }))
-        .await;
+    bao.put(
+        "secret",
+        &format!("{prefix}/db"),
+        json!({ "password": "pw" }),
+    )
+    .await;
     let policy = reader_policy(&bao, &prefix).await;
     let mount = unique_name("kubernetes");
     kubernetes_auth(&bao, &mount, ns.name(), "reader", &policy).await;
@@ -1301,7 +1435,10 @@ async fn kubernetes_auth_with_a_token_request_or_a_secret() {
     )
     .await
     .expect("kubernetes login");
-    assert_eq!(text(&c, &prop(&format!("{prefix}/db"), "password")).await, "pw");
+    assert_eq!(
+        text(&c, &prop(&format!("{prefix}/db"), "password")).await,
+        "pw"
+    );
     assert_eq!(c.validate().await.expect("validate"), Validation::Ready);
 
     // The same through the openBao provider (its kubernetes method uses `path`).
@@ -1331,7 +1468,10 @@ async fn kubernetes_auth_with_a_token_request_or_a_secret() {
     )
     .await
     .expect("kubernetes login (openBao)");
-    assert_eq!(text(&c, &prop(&format!("{prefix}/db"), "password")).await, "pw");
+    assert_eq!(
+        text(&c, &prop(&format!("{prefix}/db"), "password")).await,
+        "pw"
+    );
 
     // secretRef: a JWT stored in a Secret (default key `token`).
     let jwt = token_request(&kube, ns.name(), "reader", "openbao").await;
@@ -1355,7 +1495,10 @@ async fn kubernetes_auth_with_a_token_request_or_a_secret() {
     )
     .await
     .expect("kubernetes login with a Secret");
-    assert_eq!(text(&c, &prop(&format!("{prefix}/db"), "password")).await, "pw");
+    assert_eq!(
+        text(&c, &prop(&format!("{prefix}/db"), "password")).await,
+        "pw"
+    );
 
     // A ServiceAccount the role does not bind: an Auth error that names the mount, not the
     // token.
@@ -1381,7 +1524,10 @@ async fn kubernetes_auth_with_a_token_request_or_a_secret() {
     .await
     .err()
     .expect("an unbound ServiceAccount cannot log in");
-    assert!(matches!(&err, ProviderError::Auth(m) if m.contains(&mount)), "{err}");
+    assert!(
+        matches!(&err, ProviderError::Auth(m) if m.contains(&mount)),
+        "{err}"
+    );
     assert!(!err.to_string().contains("eyJ"), "no JWT in {err}");
 }
 
@@ -1393,8 +1539,12 @@ async fn jwt_auth_with_a_service_account_token_or_a_secret() {
     service_account(&kube, ns.name(), "reader").await;
     let bao = Bao::new();
     let prefix = unique_name("jwt");
-    bao.put("secret", &format!("{prefix}/db"), json!({ "password": "pw" }))
-        .await;
+    bao.put(
+        "secret",
+        &format!("{prefix}/db"),
+        json!({ "password": "pw" }),
+    )
+    .await;
     let policy = reader_policy(&bao, &prefix).await;
     let mount = unique_name("jwt");
     bao.enable_auth(None, &mount, "jwt").await;
@@ -1447,7 +1597,10 @@ async fn jwt_auth_with_a_service_account_token_or_a_secret() {
     )
     .await
     .expect("jwt login with a TokenRequest token");
-    assert_eq!(text(&c, &prop(&format!("{prefix}/db"), "password")).await, "pw");
+    assert_eq!(
+        text(&c, &prop(&format!("{prefix}/db"), "password")).await,
+        "pw"
+    );
 
     let jwt = token_request(&kube, ns.name(), "reader", "vault").await;
     put_secret(&kube, ns.name(), "jwt", &[("jwt", &jwt)]).await;
@@ -1467,7 +1620,10 @@ async fn jwt_auth_with_a_service_account_token_or_a_secret() {
     )
     .await
     .expect("jwt login with a Secret");
-    assert_eq!(text(&c, &prop(&format!("{prefix}/db"), "password")).await, "pw");
+    assert_eq!(
+        text(&c, &prop(&format!("{prefix}/db"), "password")).await,
+        "pw"
+    );
 }
 
 #[tokio::test]
@@ -1476,8 +1632,12 @@ async fn userpass_auth_logs_in_with_a_password_from_a_secret() {
     let ns = TestNamespace::create(&kube, "bao-userpass").await;
     let bao = Bao::new();
     let prefix = unique_name("userpass");
-    bao.put("secret", &format!("{prefix}/db"), json!({ "password": "pw" }))
-        .await;
+    bao.put(
+        "secret",
+        &format!("{prefix}/db"),
+        json!({ "password": "pw" }),
+    )
+    .await;
     let policy = reader_policy(&bao, &prefix).await;
     let mount = unique_name("userpass");
     bao.enable_auth(None, &mount, "userpass").await;
@@ -1488,7 +1648,13 @@ async fn userpass_auth_logs_in_with_a_password_from_a_secret() {
     )
     .await;
     put_secret(&kube, ns.name(), "login", &[("password", "canary-pass-81")]).await;
-    put_secret(&kube, ns.name(), "wrong", &[("password", "canary-wrong-17")]).await;
+    put_secret(
+        &kube,
+        ns.name(),
+        "wrong",
+        &[("password", "canary-wrong-17")],
+    )
+    .await;
     let cache = VaultCache::default();
     let store = |secret: &str| {
         vault_store(Some(VaultAuth {
@@ -1507,7 +1673,10 @@ async fn userpass_auth_logs_in_with_a_password_from_a_secret() {
     )
     .await
     .expect("userpass login");
-    assert_eq!(text(&c, &prop(&format!("{prefix}/db"), "password")).await, "pw");
+    assert_eq!(
+        text(&c, &prop(&format!("{prefix}/db"), "password")).await,
+        "pw"
+    );
     let err = client(
         &store("wrong"),
         &ctx(&kube, StoreKind::SecretStore, ns.name(), "userpass-wrong"),
@@ -1581,7 +1750,10 @@ async fn unsupported_auth_methods_are_named_in_the_error() {
             format!("not supported: vault auth method {name} is not supported by Lockstep yet")
         );
     }
-    assert!(cache.is_empty(), "nothing is cached for an unsupported method");
+    assert!(
+        cache.is_empty(),
+        "nothing is cached for an unsupported method"
+    );
 }
 
 #[tokio::test]
@@ -1590,8 +1762,10 @@ async fn referent_cluster_store_gets_a_client_and_a_token_per_namespace() {
     let bao = Bao::new();
     let prefix_a = unique_name("tenant-a");
     let prefix_b = unique_name("tenant-b");
-    bao.put("secret", &format!("{prefix_a}/db"), json!({ "who": "a" })).await;
-    bao.put("secret", &format!("{prefix_b}/db"), json!({ "who": "b" })).await;
+    bao.put("secret", &format!("{prefix_a}/db"), json!({ "who": "a" }))
+        .await;
+    bao.put("secret", &format!("{prefix_b}/db"), json!({ "who": "b" }))
+        .await;
     let cache = VaultCache::default();
     let store = vault_store(Some(token_auth("tenant-token")));
     let store_name = unique_name("css");
@@ -1623,7 +1797,10 @@ async fn referent_cluster_store_gets_a_client_and_a_token_per_namespace() {
     )
     .await
     .expect("client");
-    assert_eq!(pending.validate().await.expect("validate"), Validation::Unknown);
+    assert_eq!(
+        pending.validate().await.expect("validate"),
+        Validation::Unknown
+    );
     assert!(matches!(
         pending.get_secret(&key("x")).await,
         Err(ProviderError::InvalidConfig(_))
@@ -1631,14 +1808,24 @@ async fn referent_cluster_store_gets_a_client_and_a_token_per_namespace() {
 
     let a = client(
         &store,
-        &ctx(&kube, StoreKind::ClusterSecretStore, namespaces[0].name(), &store_name),
+        &ctx(
+            &kube,
+            StoreKind::ClusterSecretStore,
+            namespaces[0].name(),
+            &store_name,
+        ),
         &cache,
     )
     .await
     .expect("client a");
     let b = client(
         &store,
-        &ctx(&kube, StoreKind::ClusterSecretStore, namespaces[1].name(), &store_name),
+        &ctx(
+            &kube,
+            StoreKind::ClusterSecretStore,
+            namespaces[1].name(),
+            &store_name,
+        ),
         &cache,
     )
     .await
