@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::providers::fake::FakeProvider;
 use crate::providers::kubernetes::KubernetesProvider;
+use crate::providers::vault::{OpenBaoProvider, VaultProvider};
 
 macro_rules! store_kinds {
     ($( $(#[$attr:meta])* $spec:ident ),+ $(,)?) => {$(
@@ -132,12 +133,12 @@ macro_rules! provider_union {
 provider_union! {
     typed {
         fake: FakeProvider = "fake", "Static key/value pairs, for tests and demos.";
+        vault: VaultProvider = "vault", "HashiCorp Vault KV.";
+        open_bao: OpenBaoProvider = "openBao", "OpenBao KV.";
         kubernetes: KubernetesProvider = "kubernetes", "Secrets of another namespace or cluster, read with the store's own credentials.";
     }
     untyped {
         aws = "aws", "AWS Secrets Manager or Parameter Store.";
-        vault = "vault", "HashiCorp Vault KV.";
-        open_bao = "openBao", "OpenBao KV.";
         azurekv = "azurekv", "Azure Key Vault.";
         akeyless = "akeyless", "Akeyless.";
         bitwarden_secrets_manager = "bitwardensecretsmanager", "Bitwarden Secrets Manager.";

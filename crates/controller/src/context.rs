@@ -55,6 +55,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Clients of `kubernetes` stores, reused across reconciles.
     pub kubernetes_clients: lockstep_providers::kubernetes::KubernetesCache,
+    /// Clients of `vault` and `openBao` stores, with their cached and renewed tokens.
+    pub vault_clients: lockstep_providers::vault::VaultCache,
     /// Consecutive failures per ExternalSecret, for per-object backoff.
     failures: Mutex<HashMap<ObjectRef<ExternalSecret>, u32>>,
 }
@@ -72,6 +74,7 @@ impl Context {
             config,
             metrics: Metrics::default(),
             kubernetes_clients: Default::default(),
+            vault_clients: Default::default(),
             failures: Mutex::default(),
         }
     }

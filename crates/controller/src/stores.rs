@@ -181,6 +181,14 @@ pub async fn client(
     };
     let client = match (key, &store.spec.provider) {
         ("fake", p) => lockstep_providers::fake::client(p.fake.as_ref().expect("configured")),
+        ("vault", p) => {
+            let spec = p.vault.as_ref().expect("configured");
+            lockstep_providers::vault::client(spec, &store_ctx, &ctx.vault_clients).await?
+        }
+        ("openBao", p) => {
+            let spec = p.open_bao.as_ref().expect("configured");
+            lockstep_providers::vault::client(spec, &store_ctx, &ctx.vault_clients).await?
+        }
         ("kubernetes", p) => {
             let spec = p.kubernetes.as_ref().expect("configured");
             lockstep_providers::kubernetes::validate_store(spec, store.kind, namespace)
