@@ -3,6 +3,7 @@
 
 mod canary;
 mod fake;
+mod openbao;
 mod takeover;
 
 use k8s_openapi::api::core::v1::Secret;
