@@ -17,6 +17,6 @@ pub use crds::ensure_crds;
 pub use env::{TestEnv, test_env};
 pub use lockstep::Lockstep;
 pub use logs::{capture_logs, captured_logs};
-pub use openbao::OpenBao;
 pub use namespace::{TestNamespace, cluster_scoped, unique_name};
+pub use openbao::OpenBao;
 pub use wait::{TIMEOUT, eventually};

@@ -59,20 +59,37 @@ impl OpenBao {
 
     /// Writes a KV v2 secret at `path` of the `secret/` mount.
     pub async fn put_kv2(&self, path: &str, data: Value) {
-        self.ok(Method::POST, &format!("secret/data/{path}"), Some(json!({ "data": data }))).await;
+        self.ok(
+            Method::POST,
+            &format!("secret/data/{path}"),
+            Some(json!({ "data": data })),
+        )
+        .await;
     }
 
     /// A policy that reads everything under `secret/data/<prefix>`.
     pub async fn read_policy(&self, name: &str, prefix: &str) {
-        let policy = format!("path \"secret/data/{prefix}*\" {{ capabilities = [\"read\"] }}\npath \"secret/metadata/{prefix}*\" {{ capabilities = [\"read\", \"list\"] }}\n");
-        self.ok(Method::PUT, &format!("sys/policies/acl/{name}"), Some(json!({ "policy": policy }))).await;
+        let policy = format!(
+            "path \"secret/data/{prefix}*\" {{ capabilities = [\"read\"] }}\npath \"secret/metadata/{prefix}*\" {{ capabilities = [\"read\", \"list\"] }}\n"
+        );
+        self.ok(
+            Method::PUT,
+            &format!("sys/policies/acl/{name}"),
+            Some(json!({ "policy": policy })),
+        )
+        .await;
     }
 
     /// Enables the kubernetes auth method at `mount` against the test apiserver, with a role
     /// `role` for ServiceAccount `sa` of namespace `ns`, audience `openbao`, and `policy`.
     pub async fn kubernetes_auth(&self, mount: &str, role: &str, ns: &str, sa: &str, policy: &str) {
         let env = test_env();
-        self.ok(Method::POST, &format!("sys/auth/{mount}"), Some(json!({ "type": "kubernetes" }))).await;
+        self.ok(
+            Method::POST,
+            &format!("sys/auth/{mount}"),
+            Some(json!({ "type": "kubernetes" })),
+        )
+        .await;
         let ca = std::fs::read_to_string(env.path("LOCKSTEP_KUBE_CA")).expect("kube CA");
         self.ok(
             Method::POST,
