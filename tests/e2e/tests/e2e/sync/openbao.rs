@@ -47,7 +47,7 @@ async fn syncs_from_openbao_with_kubernetes_auth_and_follows_a_rotation() {
             "spec": { "provider": { "openBao": {
                 "server": bao.addr(), "path": "secret", "version": "v2",
                 "caBundle": bao.ca_bundle_b64(),
-                "auth": { "kubernetes": { "mountPath": mount, "role": "reader",
+                "auth": { "kubernetes": { "path": mount, "role": "reader",
                     "serviceAccountRef": { "name": "bao-reader", "audiences": ["openbao"] } } }
             } } }
         }),
