@@ -67,10 +67,11 @@ impl OpenBao {
         .await;
     }
 
-    /// A policy that reads everything under `secret/data/<prefix>`.
+    /// A policy that reads everything under `secret/data/<prefix>` (and the mount's
+    /// configuration, which store validation reads).
     pub async fn read_policy(&self, name: &str, prefix: &str) {
         let policy = format!(
-            "path \"secret/data/{prefix}*\" {{ capabilities = [\"read\"] }}\npath \"secret/metadata/{prefix}*\" {{ capabilities = [\"read\", \"list\"] }}\n"
+            "path \"secret/data/{prefix}*\" {{ capabilities = [\"read\"] }}\npath \"secret/metadata/{prefix}*\" {{ capabilities = [\"read\", \"list\"] }}\npath \"sys/mounts/secret\" {{ capabilities = [\"read\"] }}\n"
         );
         self.ok(
             Method::PUT,
