@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""Lockstep's demo on the local environment: OpenBao -> ExternalSecret -> Secret, then a rotation.
+
+Run by scripts/demo with the environment's virtualenv Python (it needs PyYAML, which the
+environment installs), after `testenv.py up`. It talks to the apiserver and OpenBao over HTTPS
+with the environment's CAs and tokens, runs `lockstep run` scoped to the `demo` namespace, and
+leaves the objects in place so they can be inspected afterwards.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+NS = "demo"
+
+
+def say(msg: str) -> None:
+    print(f"\n==> {msg}", flush=True)
+
+
+def load_env(path: str) -> dict[str, str]:
+    out = {}
+    for line in Path(path).read_text().splitlines():
+        if "=" in line:
+            k, v = line.split("=", 1)
+            out[k] = v.strip("'")
+    return out
+
+
+class Http:
+    def __init__(self, base: str, cafile: str, headers: dict[str, str]):
+        self.base = base
+        self.ctx = ssl.create_default_context(cafile=cafile)
+        self.headers = headers
+
+    def call(self, method: str, path: str, body=None, content_type="application/json"):
+        data = None
+        if body is not None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        for k, v in self.headers.items():
+            req.add_header(k, v)
+        if data is not None:
+            req.add_header("Content-Type", content_type)
+        try:
+            with urllib.request.urlopen(req, context=self.ctx, timeout=30) as resp:
+                raw = resp.read()
+                return resp.status, json.loads(raw) if raw else {}
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            try:
+                return e.code, json.loads(raw)
+            except ValueError:
+                return e.code, {"raw": raw.decode(errors="replace")}
+
+
+def wait(what: str, check, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    delay = 0.1
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(delay)
+        delay = min(delay * 1.5, 1.0)
+    sys.exit(f"timed out waiting for {what}")
+
+
+def path_for(obj: dict) -> str:
+    group_version = obj["apiVersion"]
+    kind = obj["kind"]
+    plural = {"CustomResourceDefinition": "customresourcedefinitions", "Namespace": "namespaces",
+              "ServiceAccount": "serviceaccounts", "Deployment": "deployments",
+              "SecretStore": "secretstores", "ExternalSecret": "externalsecrets"}[kind]
+    prefix = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+    ns = obj["metadata"].get("namespace")
+    scope = f"/namespaces/{ns}" if ns else ""
+    return f"{prefix}{scope}/{plural}/{obj['metadata']['name']}"
+
+
+def apply(kube: Http, obj: dict) -> dict:
+    """Server-side apply, so running the demo twice just updates the objects."""
+    code, out = kube.call("PATCH", path_for(obj) + "?fieldManager=lockstep-demo&force=true",
+                          json.dumps(obj).encode(), "application/apply-patch+yaml")
+    if code >= 300:
+        sys.exit(f"applying {obj['kind']} {obj['metadata']['name']}: HTTP {code}: {out}")
+    return out
+
+
+def main() -> int:
+    env = load_env(sys.argv[1])
+    lockstep_bin = sys.argv[2]
+    kube = Http(env["LOCKSTEP_KUBE_SERVER"], env["LOCKSTEP_KUBE_CA"],
+                {"Authorization": f"Bearer {env['LOCKSTEP_ADMIN_TOKEN']}"})
+    bao = Http(env["BAO_ADDR"], env["BAO_CACERT"], {"X-Vault-Token": env["BAO_TOKEN"]})
+
+    say("installing Lockstep's CRDs (the external-secrets.io kinds, generated from the Rust types)")
+    for f in sorted((ROOT / "deploy" / "crds").glob("*.yaml")):
+        crd = yaml.safe_load(f.read_text())
+        apply(kube, crd)
+        name = crd["metadata"]["name"]
+        wait(f"CRD {name}", lambda: any(
+            c.get("type") == "Established" and c.get("status") == "True"
+            for c in kube.call("GET", path_for(crd))[1].get("status", {}).get("conditions", [])))
+        print(f"    {name}: established")
+
+    say("namespace 'demo' with the ServiceAccount the store logs in to OpenBao as")
+    apply(kube, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    apply(kube, {"apiVersion": "v1", "kind": "ServiceAccount",
+                 "metadata": {"name": "openbao-reader", "namespace": NS}})
+
+    say("OpenBao: a KV v2 secret, a read policy, and the kubernetes auth method against our apiserver")
+    password = "pw-" + secrets.token_hex(4)
+    bao.call("POST", "/v1/secret/data/demo/database", {"data": {"username": "app", "password": password}})
+    policy = ('path "secret/data/demo/*" { capabilities = ["read"] }\n'
+              'path "secret/metadata/demo/*" { capabilities = ["read", "list"] }\n'
+              'path "sys/mounts/secret" { capabilities = ["read"] }\n')
+    bao.call("PUT", "/v1/sys/policies/acl/demo-read", {"policy": policy})
+    bao.call("POST", "/v1/sys/auth/kubernetes-demo", {"type": "kubernetes"})  # 400 if it exists
+    bao.call("POST", "/v1/auth/kubernetes-demo/config", {
+        "kubernetes_host": env["LOCKSTEP_KUBE_SERVER"],
+        "kubernetes_ca_cert": Path(env["LOCKSTEP_KUBE_CA"]).read_text(),
+        "token_reviewer_jwt": env["LOCKSTEP_OPENBAO_REVIEWER_JWT"]})
+    bao.call("POST", "/v1/auth/kubernetes-demo/role/demo", {
+        "bound_service_account_names": ["openbao-reader"], "bound_service_account_namespaces": [NS],
+        "audience": "openbao", "token_policies": ["demo-read"], "token_ttl": "10m"})
+    print(f"    secret/demo/database = {{username: app, password: {password}}}")
+
+    say("a SecretStore on OpenBao and an ExternalSecret (the manifests an ESO user already has)")
+    store = {
+        "apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+        "metadata": {"name": "openbao", "namespace": NS},
+        "spec": {"provider": {"openBao": {
+            "server": env["BAO_ADDR"], "path": "secret", "version": "v2",
+            "caBundle": base64.b64encode(Path(env["BAO_CACERT"]).read_bytes()).decode(),
+            "auth": {"kubernetes": {"path": "kubernetes-demo", "role": "demo",
+                                    "serviceAccountRef": {"name": "openbao-reader", "audiences": ["openbao"]}}}}}}}
+    external_secret = {
+        "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+        "metadata": {"name": "database", "namespace": NS},
+        "spec": {"refreshInterval": "5s", "secretStoreRef": {"name": "openbao", "kind": "SecretStore"},
+                 "target": {"name": "database"},
+                 "dataFrom": [{"extract": {"key": "demo/database"}}]}}
+    print(yaml.safe_dump(external_secret, sort_keys=False))
+    apply(kube, store)
+    apply(kube, external_secret)
+    apply(kube, {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": NS,
+                                                                     "annotations": {"reloader.stakater.com/auto": "true"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "web", "image": "registry.invalid/web:1",
+                                                       "envFrom": [{"secretRef": {"name": "database"}}]}]}}}})
+
+    say("starting `lockstep run --namespace demo`")
+    proc = subprocess.Popen([lockstep_bin, "run", "--namespace", NS, "--metrics-addr", "127.0.0.1:0",
+                             "--health-addr", "127.0.0.1:0", "--log-format", "text"],
+                            env={**os.environ, "KUBECONFIG": env["KUBECONFIG"], "RUST_LOG": "info"})
+    try:
+        def secret_data():
+            code, s = kube.call("GET", f"/api/v1/namespaces/{NS}/secrets/database")
+            if code != 200:
+                return None
+            return {k: base64.b64decode(v).decode() for k, v in s.get("data", {}).items()}
+
+        data = wait("the synced Secret", secret_data)
+        say(f"Secret demo/database synced from OpenBao: {data}")
+        code, es = kube.call("GET", f"/apis/external-secrets.io/v1/namespaces/{NS}/externalsecrets/database")
+        ready = next(c for c in es["status"]["conditions"] if c["type"] == "Ready")
+        print(f"    ExternalSecret Ready={ready['status']} reason={ready['reason']} message={ready['message']!r}")
+
+        rotated = "pw-" + secrets.token_hex(4)
+        say(f"rotating the password in OpenBao to {rotated}")
+        bao.call("POST", "/v1/secret/data/demo/database", {"data": {"username": "app", "password": rotated}})
+        started = time.monotonic()
+        data = wait("the Secret to follow the rotation",
+                    lambda: (d := secret_data()) and d.get("password") == rotated and d)
+        say(f"Secret followed the rotation in {time.monotonic() - started:.1f}s: {data}")
+        print("    (rolling the Deployment 'web' that uses it arrives with the reload feature)")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
