@@ -115,7 +115,7 @@ def main() -> int:
         name = crd["metadata"]["name"]
         wait(f"CRD {name}", lambda: any(
             c.get("type") == "Established" and c.get("status") == "True"
-            for c in kube.call("GET", path_for(crd))[1].get("status", {}).get("conditions", [])))
+            for c in (kube.call("GET", path_for(crd))[1].get("status") or {}).get("conditions") or []))
         print(f"    {name}: established")
 
     say("namespace 'demo' with the ServiceAccount the store logs in to OpenBao as")
