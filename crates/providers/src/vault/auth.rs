@@ -142,7 +142,7 @@ impl VaultClient {
         let what = format!("logging in with {} at {path}", method.name());
         self.counters.logins.fetch_add(1, Ordering::Relaxed);
         let reply = self
-            .transport
+            .transport()
             .send(Request {
                 method: Method::POST,
                 path,

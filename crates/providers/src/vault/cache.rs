@@ -26,6 +26,9 @@ pub struct VaultCacheConfig {
     /// server no longer accepts it (a fresh token that is refused lacks a policy, and logging
     /// in again would not help).
     pub relogin_min_age: Duration,
+    /// How often a CA (`caProvider`) or client certificate (`tls`) kept in a ConfigMap or
+    /// Secret is read again; a change rebuilds the connection and keeps the token.
+    pub tls_reload: Duration,
 }
 
 impl Default for VaultCacheConfig {
@@ -33,6 +36,7 @@ impl Default for VaultCacheConfig {
         Self {
             capacity: 1024,
             relogin_min_age: Duration::from_secs(30),
+            tls_reload: Duration::from_secs(60),
         }
     }
 }

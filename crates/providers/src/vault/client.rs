@@ -11,8 +11,8 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::config::{AuthMethod, Config};
-use super::http::{Reply, Request, Transport};
-use crate::{ProviderError, Result, StoreContext};
+use super::http::{Reply, Request, TlsMaterial, Transport};
+use crate::{ProviderError, Result, StoreContext, StoreKind};
 
 /// How long a token read from a Secret (`tokenSecretRef`) is used before the Secret is read
 /// again, so that a rotated token is picked up without a Vault call.
@@ -117,41 +117,99 @@ pub(crate) struct Counters {
 /// A client of one store identity.
 pub(crate) struct VaultClient {
     pub cfg: Arc<Config>,
-    pub transport: Arc<Transport>,
+    transport: std::sync::RwLock<Arc<Transport>>,
+    /// The TLS material the transport was built from, and when it was last read.
+    tls: Mutex<(TlsMaterial, Instant)>,
     pub ctx: StoreContext,
     auth: Mutex<AuthState>,
     /// A 403 makes the client log in again only when its token is at least this old (a fresh
     /// token that is refused lacks a policy; logging in again would not help).
     relogin_min_age: Duration,
+    /// How often TLS material kept in Kubernetes is read again, so that a rotation
+    /// (cert-manager, ...) reaches the connection without a new login.
+    tls_reload: Duration,
     pub counters: Counters,
 }
 
 impl VaultClient {
-    pub(crate) fn new(
+    /// A client for `cfg`, reading its TLS material through `ctx`.
+    pub(crate) async fn new(
         cfg: Arc<Config>,
-        transport: Transport,
         ctx: StoreContext,
         relogin_min_age: Duration,
-    ) -> Self {
-        Self {
+        tls_reload: Duration,
+    ) -> Result<Self> {
+        let tls = TlsMaterial::load(&cfg, &ctx).await?;
+        let transport = Transport::new(&cfg, &tls)?;
+        Ok(Self {
             cfg,
-            transport: Arc::new(transport),
+            transport: std::sync::RwLock::new(Arc::new(transport)),
+            tls: Mutex::new((tls, Instant::now())),
             ctx,
             auth: Mutex::new(AuthState::default()),
             relogin_min_age,
+            tls_reload,
             counters: Counters::default(),
+        })
+    }
+
+    /// The current connection.
+    pub(crate) fn transport(&self) -> Arc<Transport> {
+        self.transport
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Reads a CA or client certificate kept in Kubernetes again (at most every `tls_reload`) and
+    /// rebuilds the connection when it changed; the token is kept. A failure keeps the current
+    /// connection.
+    pub(crate) async fn reload_tls(&self) {
+        if !TlsMaterial::from_kubernetes(&self.cfg) {
+            return;
+        }
+        let mut tls = self.tls.lock().await;
+        if tls.1.elapsed() < self.tls_reload {
+            return;
+        }
+        tls.1 = Instant::now();
+        let fresh = match TlsMaterial::load(&self.cfg, &self.ctx).await {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                tracing::warn!(store = %self.describe(), error = %e, "reading the TLS material again failed; keeping the current connection");
+                return;
+            }
+        };
+        if fresh == tls.0 {
+            return;
+        }
+        match Transport::new(&self.cfg, &fresh) {
+            Ok(transport) => {
+                *self.transport.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(transport);
+                tls.0 = fresh;
+                tracing::info!(store = %self.describe(), "the TLS material changed; reconnecting");
+            }
+            Err(e) => {
+                tracing::warn!(store = %self.describe(), error = %e, "the new TLS material is not usable; keeping the current connection");
+            }
         }
     }
 
-    /// A description of the store for messages: `vault SecretStore ns/name`.
+    /// A description of the store for logs: `vault SecretStore ns/name`, `openBao
+    /// ClusterSecretStore name` (with `for ns` when it acts for one namespace).
     pub(crate) fn describe(&self) -> String {
-        format!(
-            "{} {:?} {}/{}",
-            self.cfg.flavor.key(),
-            self.ctx.kind,
-            self.ctx.namespace,
-            self.ctx.store_name
-        )
+        let flavor = self.cfg.flavor.key();
+        let name = &self.ctx.store_name;
+        match self.ctx.kind {
+            StoreKind::SecretStore => format!("{flavor} SecretStore {}/{name}", self.ctx.namespace),
+            StoreKind::ClusterSecretStore if self.cfg.referent => {
+                format!(
+                    "{flavor} ClusterSecretStore {name} for {}",
+                    self.ctx.namespace
+                )
+            }
+            StoreKind::ClusterSecretStore => format!("{flavor} ClusterSecretStore {name}"),
+        }
     }
 
     /// The token to use now, logging in, renewing or re-reading as its schedule says. `None`
@@ -255,7 +313,7 @@ impl VaultClient {
         let namespace = self.cfg.namespace.as_deref();
         let first = self.token().await?;
         let reply = self
-            .transport
+            .transport()
             .send(Request {
                 method: method.clone(),
                 path,
@@ -273,7 +331,7 @@ impl VaultClient {
             return Ok(reply);
         }
         let second = self.token().await?;
-        self.transport
+        self.transport()
             .send(Request {
                 method,
                 path,
@@ -288,7 +346,7 @@ impl VaultClient {
 
     /// `auth/token/lookup-self` with `token`, in the login namespace.
     pub(crate) async fn lookup_self(&self, token: &SecretValue) -> Result<Reply> {
-        self.transport
+        self.transport()
             .send(Request {
                 method: Method::GET,
                 path: "auth/token/lookup-self",
@@ -305,7 +363,7 @@ impl VaultClient {
     async fn renew(&self, token: &SecretValue, ttl: Duration) -> Result<(Duration, bool)> {
         let increment = ttl.as_secs().to_string();
         let reply = self
-            .transport
+            .transport()
             .send(Request {
                 method: Method::POST,
                 path: "auth/token/renew-self",
@@ -331,7 +389,7 @@ impl VaultClient {
 
     /// Revokes a token this client obtained, without waiting (best effort).
     pub(crate) fn revoke_in_background(&self, token: SecretValue) {
-        let transport = self.transport.clone();
+        let transport = self.transport();
         let namespace = self.cfg.auth_namespace.clone();
         let describe = self.describe();
         spawn_revoke(transport, namespace, token, describe);
@@ -372,7 +430,7 @@ impl Drop for VaultClient {
             && session.origin == Origin::Login
         {
             spawn_revoke(
-                self.transport.clone(),
+                self.transport(),
                 self.cfg.auth_namespace.clone(),
                 session.token,
                 self.describe(),

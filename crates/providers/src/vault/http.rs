@@ -35,6 +35,50 @@ impl Reply {
     }
 }
 
+/// The TLS material of a store: the CA that verifies the server and the client certificate
+/// (PEM certificate and key), as read from the spec and from Secrets/ConfigMaps.
+#[derive(Default)]
+pub(crate) struct TlsMaterial {
+    pub ca: Option<Vec<u8>>,
+    pub identity: Option<SecretValue>,
+}
+
+impl TlsMaterial {
+    /// Reads the material: the inline `caBundle`, or `caProvider` and the `tls` Secrets through
+    /// the isolation rules of `ctx`.
+    pub(crate) async fn load(cfg: &Config, ctx: &StoreContext) -> Result<Self> {
+        let ca = match (&cfg.ca_bundle, &cfg.ca_provider) {
+            (Some(pem), _) => Some(pem.clone()),
+            (None, Some(provider)) => Some(ctx.ca_bundle(provider).await?),
+            (None, None) => None,
+        };
+        let identity = match &cfg.client_cert {
+            Some((cert_ref, key_ref)) => {
+                let cert = ctx.secret_key(cert_ref, "tls.crt").await?;
+                let key = ctx.secret_key(key_ref, "tls.key").await?;
+                let mut bytes = Vec::with_capacity(cert.len() + key.len() + 1);
+                bytes.extend_from_slice(cert.expose());
+                bytes.push(b'\n');
+                bytes.extend_from_slice(key.expose());
+                Some(SecretValue::new(bytes))
+            }
+            None => None,
+        };
+        Ok(Self { ca, identity })
+    }
+
+    /// Whether some of the material comes from Kubernetes objects (and may be rotated there).
+    pub(crate) fn from_kubernetes(cfg: &Config) -> bool {
+        (cfg.ca_bundle.is_none() && cfg.ca_provider.is_some()) || cfg.client_cert.is_some()
+    }
+}
+
+impl PartialEq for TlsMaterial {
+    fn eq(&self, other: &Self) -> bool {
+        self.ca == other.ca && self.identity == other.identity
+    }
+}
+
 /// One request to the API.
 pub(crate) struct Request<'a> {
     pub method: Method,
@@ -62,23 +106,16 @@ pub(crate) struct Transport {
 }
 
 impl Transport {
-    /// Builds the client: the store's CA (inline `caBundle`, or `caProvider` read through the
-    /// isolation rules of `ctx`) replaces the system roots, and a client certificate is added
-    /// when `tls` names one.
-    pub(crate) async fn new(cfg: &Config, ctx: &StoreContext) -> Result<Self> {
+    /// Builds the client from the store's TLS material: its CA (when given) replaces the system
+    /// roots, and its client certificate (when given) is presented.
+    pub(crate) fn new(cfg: &Config, tls: &TlsMaterial) -> Result<Self> {
         let base = Url::parse(&cfg.server)
             .map_err(|e| ProviderError::InvalidConfig(format!("server URL: {e}")))?;
         let mut builder = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT);
-
-        let ca = match (&cfg.ca_bundle, &cfg.ca_provider) {
-            (Some(pem), _) => Some(pem.clone()),
-            (None, Some(provider)) => Some(ctx.ca_bundle(provider).await?),
-            (None, None) => None,
-        };
-        if let Some(pem) = ca {
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        if let Some(pem) = &tls.ca {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
                 .ok()
                 .filter(|c| !c.is_empty())
                 .ok_or_else(|| {
@@ -88,15 +125,7 @@ impl Transport {
                 })?;
             builder = builder.tls_certs_only(certs);
         }
-
-        if let Some((cert_ref, key_ref)) = &cfg.client_cert {
-            let cert = ctx.secret_key(cert_ref, "tls.crt").await?;
-            let key = ctx.secret_key(key_ref, "tls.key").await?;
-            let mut bytes = Vec::with_capacity(cert.len() + key.len() + 1);
-            bytes.extend_from_slice(cert.expose());
-            bytes.push(b'\n');
-            bytes.extend_from_slice(key.expose());
-            let pem = SecretValue::new(bytes);
+        if let Some(pem) = &tls.identity {
             let identity = reqwest::Identity::from_pem(pem.expose()).map_err(|_| {
                 ProviderError::InvalidConfig(
                     "tls: the client certificate and key are not a valid PEM pair".into(),

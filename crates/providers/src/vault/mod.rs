@@ -130,17 +130,22 @@ pub async fn client<'a>(
         spec_hash: cfg.spec_hash,
     };
     let slot = cache.slot(&key);
-    let relogin_min_age = cache.config().relogin_min_age;
+    let settings = cache.config().clone();
     let vault = slot
         .get_or_try_init(|| async {
-            let transport = http::Transport::new(&cfg, ctx).await?;
-            let c =
-                client::VaultClient::new(Arc::new(cfg), transport, ctx.clone(), relogin_min_age);
+            let c = client::VaultClient::new(
+                Arc::new(cfg),
+                ctx.clone(),
+                settings.relogin_min_age,
+                settings.tls_reload,
+            )
+            .await?;
             tracing::debug!(store = %c.describe(), "new client");
             Ok::<_, ProviderError>(Arc::new(c))
         })
         .await?
         .clone();
+    vault.reload_tls().await;
     // Log in (or renew) now, so that credential problems surface when the client is made.
     vault.token().await?;
     Ok(vault)

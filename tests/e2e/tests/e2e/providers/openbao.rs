@@ -960,13 +960,11 @@ async fn server_certificate_is_verified_with_ca_bundle_or_ca_provider() {
     assert!(matches!(err, ProviderError::InvalidConfig(_)), "{err}");
 }
 
-#[tokio::test]
-async fn client_certificate_from_secrets_is_loaded() {
-    let kube = test_env().admin_client().await;
-    let ns = namespace_with_root_token(&kube, "bao-mtls").await;
-    let dir = std::env::temp_dir().join(unique_name("lockstep-mtls"));
+/// A fresh self-signed certificate and its key (PEM), made with openssl.
+fn self_signed() -> (String, String) {
+    let dir = std::env::temp_dir().join(unique_name("lockstep-cert"));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let status = std::process::Command::new("openssl")
+    let out = std::process::Command::new("openssl")
         .args([
             "req",
             "-x509",
@@ -986,10 +984,18 @@ async fn client_certificate_from_secrets_is_loaded() {
         .arg(dir.join("tls.crt"))
         .output()
         .expect("openssl");
-    assert!(status.status.success(), "openssl: {status:?}");
+    assert!(out.status.success(), "openssl: {out:?}");
     let crt = std::fs::read_to_string(dir.join("tls.crt")).expect("crt");
-    let tls_key = std::fs::read_to_string(dir.join("tls.key")).expect("key");
+    let key = std::fs::read_to_string(dir.join("tls.key")).expect("key");
     std::fs::remove_dir_all(&dir).ok();
+    (crt, key)
+}
+
+#[tokio::test]
+async fn client_certificate_from_secrets_is_loaded() {
+    let kube = test_env().admin_client().await;
+    let ns = namespace_with_root_token(&kube, "bao-mtls").await;
+    let (crt, tls_key) = self_signed();
     put_secret(
         &kube,
         ns.name(),
@@ -1045,6 +1051,67 @@ async fn client_certificate_from_secrets_is_loaded() {
     .expect("a broken key pair is refused");
     assert!(matches!(err, ProviderError::InvalidConfig(_)), "{err}");
     assert!(!err.to_string().contains("BEGIN"));
+}
+
+#[tokio::test]
+async fn a_ca_rotated_in_its_config_map_reaches_the_cached_client() {
+    let env = test_env();
+    let kube = env.admin_client().await;
+    let ns = namespace_with_root_token(&kube, "bao-ca-rotate").await;
+    let bao = Bao::new();
+    let path = unique_name("rotate");
+    bao.put("secret", &path, json!({ "k": "v" })).await;
+    let (unrelated, _) = self_signed();
+    let configmaps = Api::<ConfigMap>::namespaced(kube.clone(), ns.name());
+    let cm = |pem: String| ConfigMap {
+        metadata: ObjectMeta {
+            name: Some("bao-ca".into()),
+            ..ObjectMeta::default()
+        },
+        data: Some([("ca.crt".to_owned(), pem)].into()),
+        ..ConfigMap::default()
+    };
+    configmaps
+        .create(&PostParams::default(), &cm(unrelated))
+        .await
+        .expect("ConfigMap");
+    let cache = VaultCache::new(VaultCacheConfig {
+        tls_reload: Duration::ZERO,
+        ..VaultCacheConfig::default()
+    });
+    let store = VaultProvider {
+        ca_bundle: None,
+        ca_provider: Some(CaProvider {
+            type_: CaProviderType::ConfigMap,
+            name: "bao-ca".into(),
+            key: None,
+            namespace: None,
+        }),
+        ..vault_store(Some(token_auth("bao-token")))
+    };
+    let context = ctx(&kube, StoreKind::SecretStore, ns.name(), "rotate");
+    let c = client(&store, &context, &cache).await.expect("client");
+    let err = c.get_secret(&key(&path)).await.unwrap_err();
+    assert!(matches!(err, ProviderError::Unavailable(_)), "{err}");
+
+    // The right CA lands in the ConfigMap: the same cached client reconnects with it.
+    let pem = std::fs::read_to_string(env.path("BAO_CACERT")).expect("CA");
+    configmaps
+        .replace("bao-ca", &PostParams::default(), &{
+            let mut fixed = cm(pem);
+            fixed.metadata.resource_version = configmaps
+                .get("bao-ca")
+                .await
+                .expect("get")
+                .metadata
+                .resource_version;
+            fixed
+        })
+        .await
+        .expect("replace ConfigMap");
+    let again = client(&store, &context, &cache).await.expect("client");
+    assert!(Arc::ptr_eq(&c, &again), "the cached client is kept");
+    assert_eq!(text(&again, &prop(&path, "k")).await, "v");
 }
 
 // ---------------------------------------------------------------------------------------------
