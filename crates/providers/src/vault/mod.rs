@@ -22,7 +22,8 @@
 //! for logins and token operations), the spec's `headers`, and with `readYourWrites` the last
 //! `X-Vault-Index` the server returned. The server certificate is verified against `caBundle`
 //! or `caProvider` when given (they replace the system roots); `tls` adds a client
-//! certificate.
+//! certificate. A CA or certificate kept in a ConfigMap or Secret is read again every minute
+//! ([`VaultCacheConfig::tls_reload`]) and a change reconnects without a new login.
 //!
 //! Errors name stores, paths and keys; never a value, a token, a credential or the body of a
 //! read.
