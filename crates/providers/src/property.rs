@@ -23,10 +23,12 @@ pub fn extract(json: &str, property: &str, key: &str) -> Result<SecretValue> {
     } else {
         gjson::get(json, property)
     };
+    // As ESO: a missing property is an error, not a missing secret, so it never drives the
+    // deletionPolicy (a mistyped property must not delete a Secret).
     if !found.exists() {
-        return Err(ProviderError::NotFound {
-            key: format!("{key}, property {property}"),
-        });
+        return Err(ProviderError::InvalidData(format!(
+            "property {property:?} does not exist in secret {key:?}"
+        )));
     }
     Ok(to_value(&found))
 }
@@ -93,9 +95,9 @@ mod tests {
     }
 
     #[test]
-    fn missing_property_is_not_found_and_names_no_value() {
+    fn missing_property_is_an_error_that_names_no_value() {
         let err = extract(r#"{"user":"canary-9x"}"#, "password", "db").unwrap_err();
-        assert!(matches!(err, ProviderError::NotFound { .. }));
+        assert!(matches!(err, ProviderError::InvalidData(_)));
         assert!(!err.to_string().contains("canary"));
     }
 

@@ -420,7 +420,7 @@ mod tests {
         assert_eq!(get(json, Some("n")), "1e6");
         assert_eq!(get(json, Some("a")), r#"{"b":"nested"}"#);
         let err = value_of(&data(r#"{"user":"canary-1"}"#), Some("password"), "k").unwrap_err();
-        assert!(matches!(err, ProviderError::NotFound { .. }));
+        assert!(matches!(err, ProviderError::InvalidData(_)));
         assert!(!err.to_string().contains("canary"));
     }
 

@@ -432,7 +432,8 @@ async fn kv_v2_value_property_version_and_extract() {
         vec![("a".into(), "[1,2]".into()), ("b".into(), "deep".into())]
     );
 
-    // Missing secrets and properties drive deletionPolicy; errors carry no values.
+    // A missing secret drives deletionPolicy; a missing property is an error (as ESO); errors
+    // carry no values.
     let missing = c.get_secret(&key(&unique_name("nope"))).await.unwrap_err();
     assert!(
         matches!(missing, ProviderError::NotFound { .. }),
@@ -440,7 +441,7 @@ async fn kv_v2_value_property_version_and_extract() {
     );
     let no_prop = c.get_secret(&prop(&path, "password")).await.unwrap_err();
     assert!(
-        matches!(no_prop, ProviderError::NotFound { .. }),
+        matches!(no_prop, ProviderError::InvalidData(_)),
         "{no_prop}"
     );
     assert!(!no_prop.to_string().contains("a&b"));
