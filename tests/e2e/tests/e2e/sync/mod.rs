@@ -2,8 +2,10 @@
 //! namespace, against the real apiserver.
 
 mod canary;
+mod cluster_store;
 mod fake;
 mod openbao;
+mod policies;
 mod takeover;
 
 use k8s_openapi::api::core::v1::Secret;

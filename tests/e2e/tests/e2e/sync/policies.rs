@@ -1,0 +1,238 @@
+//! Refresh policies, immutable targets, faults and recovery, and the store watch.
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use lockstep_api::secret_store::SecretStore;
+use lockstep_e2e::{
+    Lockstep, OpenBao, TIMEOUT, TestNamespace, ensure_crds, eventually, test_env, unique_name,
+};
+use serde_json::json;
+
+use super::{create_es, create_store, patch_es, value, wait_ready_reason, wait_secret};
+
+fn es(name: &str, extra: serde_json::Value) -> serde_json::Value {
+    let mut spec = json!({ "refreshInterval": "1s", "secretStoreRef": { "name": "fake" },
+                           "data": [{ "secretKey": "v", "remoteRef": { "key": "k" } }] });
+    for (k, v) in extra.as_object().expect("object") {
+        spec[k] = v.clone();
+    }
+    json!({ "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret", "metadata": { "name": name }, "spec": spec })
+}
+
+async fn set_fake(client: &kube::Client, ns: &str, value: &str) {
+    Api::<SecretStore>::namespaced(client.clone(), ns)
+        .patch(
+            "fake",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({
+                "spec": { "provider": { "fake": { "data": [{ "key": "k", "value": value }] } } }
+            })),
+        )
+        .await
+        .expect("patch store");
+}
+
+#[tokio::test]
+async fn created_once_and_on_change_do_not_refresh_periodically() {
+    let client = test_env().admin_client().await;
+    ensure_crds(&client).await;
+    let ns = TestNamespace::create(&client, "sync-policies").await;
+    let lockstep = Lockstep::start(client.clone(), ns.name());
+    create_store(&client, ns.name(), json!({
+        "apiVersion": "external-secrets.io/v1", "kind": "SecretStore", "metadata": { "name": "fake" },
+        "spec": { "provider": { "fake": { "data": [{ "key": "k", "value": "one" }] } } }
+    })).await;
+    create_es(&client, ns.name(), es("periodic", json!({}))).await;
+    create_es(
+        &client,
+        ns.name(),
+        es("once", json!({ "refreshPolicy": "CreatedOnce" })),
+    )
+    .await;
+    create_es(
+        &client,
+        ns.name(),
+        es("onchange", json!({ "refreshPolicy": "OnChange" })),
+    )
+    .await;
+    for name in ["periodic", "once", "onchange"] {
+        wait_secret(&client, ns.name(), name, "the first value", |s| {
+            value(s, "v").as_deref() == Some("one")
+        })
+        .await;
+    }
+    set_fake(&client, ns.name(), "two").await;
+    // The periodic one follows; by then the others would have refreshed too if they refreshed
+    // periodically.
+    wait_secret(
+        &client,
+        ns.name(),
+        "periodic",
+        "the periodic refresh",
+        |s| value(s, "v").as_deref() == Some("two"),
+    )
+    .await;
+    let secrets = Api::<Secret>::namespaced(client.clone(), ns.name());
+    for name in ["once", "onchange"] {
+        let s = secrets.get(name).await.expect("secret");
+        assert_eq!(
+            value(&s, "v").as_deref(),
+            Some("one"),
+            "{name} must not refresh periodically"
+        );
+    }
+    // OnChange refreshes when the ExternalSecret changes; CreatedOnce does not.
+    patch_es(
+        &client,
+        ns.name(),
+        "onchange",
+        json!({ "metadata": { "labels": { "bump": "1" } } }),
+    )
+    .await;
+    patch_es(
+        &client,
+        ns.name(),
+        "once",
+        json!({ "metadata": { "labels": { "bump": "1" } } }),
+    )
+    .await;
+    wait_secret(
+        &client,
+        ns.name(),
+        "onchange",
+        "the OnChange refresh",
+        |s| value(s, "v").as_deref() == Some("two"),
+    )
+    .await;
+    let once = secrets.get("once").await.expect("secret");
+    assert_eq!(
+        value(&once, "v").as_deref(),
+        Some("one"),
+        "CreatedOnce never refreshes once created"
+    );
+    lockstep.stop().await;
+}
+
+#[tokio::test]
+async fn an_immutable_target_is_never_rewritten() {
+    let client = test_env().admin_client().await;
+    ensure_crds(&client).await;
+    let ns = TestNamespace::create(&client, "sync-immutable").await;
+    let lockstep = Lockstep::start(client.clone(), ns.name());
+    create_store(&client, ns.name(), json!({
+        "apiVersion": "external-secrets.io/v1", "kind": "SecretStore", "metadata": { "name": "fake" },
+        "spec": { "provider": { "fake": { "data": [{ "key": "k", "value": "one" }] } } }
+    })).await;
+    create_es(
+        &client,
+        ns.name(),
+        es("frozen", json!({ "target": { "immutable": true } })),
+    )
+    .await;
+    let s = wait_secret(&client, ns.name(), "frozen", "the immutable Secret", |_| {
+        true
+    })
+    .await;
+    assert_eq!(s.immutable, Some(true));
+    set_fake(&client, ns.name(), "two").await;
+    let failed = wait_ready_reason(&client, ns.name(), "frozen", "SecretSyncedError").await;
+    let message = failed
+        .status
+        .and_then(|s| s.conditions)
+        .and_then(|c| c.into_iter().next())
+        .and_then(|c| c.message)
+        .unwrap_or_default();
+    assert!(message.contains("immutable"), "{message}");
+    let s = Api::<Secret>::namespaced(client.clone(), ns.name())
+        .get("frozen")
+        .await
+        .expect("secret");
+    assert_eq!(value(&s, "v").as_deref(), Some("one"));
+    lockstep.stop().await;
+}
+
+#[tokio::test]
+async fn a_store_that_goes_down_keeps_the_secret_and_recovery_is_immediate() {
+    let client = test_env().admin_client().await;
+    ensure_crds(&client).await;
+    let ns = TestNamespace::create(&client, "sync-faults").await;
+    let bao = OpenBao::new();
+    let prefix = unique_name("faults");
+    bao.put_kv2(&format!("{prefix}/db"), json!({ "password": "kept" }))
+        .await;
+    let token: Secret = serde_json::from_value(json!({
+        "metadata": { "name": "bao-token" }, "stringData": { "token": test_env().var("BAO_TOKEN") }
+    }))
+    .expect("secret");
+    Api::<Secret>::namespaced(client.clone(), ns.name())
+        .create(&Default::default(), &token)
+        .await
+        .expect("token");
+    let lockstep = Lockstep::start(client.clone(), ns.name());
+    let store = |server: &str| {
+        json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "SecretStore", "metadata": { "name": "bao" },
+            "spec": { "provider": { "vault": { "server": server, "path": "secret", "version": "v2",
+                "caBundle": bao.ca_bundle_b64(),
+                "auth": { "tokenSecretRef": { "name": "bao-token", "key": "token" } } } } }
+        })
+    };
+    create_store(&client, ns.name(), store(bao.addr())).await;
+    create_es(&client, ns.name(), json!({
+        "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret", "metadata": { "name": "db" },
+        "spec": { "refreshInterval": "1s", "secretStoreRef": { "name": "bao" },
+                  "data": [{ "secretKey": "password", "remoteRef": { "key": format!("{prefix}/db"), "property": "password" } }] }
+    })).await;
+    wait_secret(&client, ns.name(), "db", "the first sync", |s| {
+        value(s, "password").as_deref() == Some("kept")
+    })
+    .await;
+
+    // The store goes down (nothing listens on port 1).
+    let stores = Api::<SecretStore>::namespaced(client.clone(), ns.name());
+    stores.patch("bao", &PatchParams::default(), &Patch::Merge(&json!({ "spec": { "provider": { "vault": { "server": "https://127.0.0.1:1" } } } })))
+        .await
+        .expect("break the store");
+    wait_ready_reason(&client, ns.name(), "db", "SecretSyncedError").await;
+    // Fail at least twice, so the next retry is at least 10 s away.
+    eventually("a second failed sync", TIMEOUT, || async {
+        (lockstep.metric_sum("externalsecret_sync_calls_error{") >= 2.0).then_some(())
+    })
+    .await;
+    let s = Api::<Secret>::namespaced(client.clone(), ns.name())
+        .get("db")
+        .await
+        .expect("secret");
+    assert_eq!(
+        value(&s, "password").as_deref(),
+        Some("kept"),
+        "a failing store never empties a Secret"
+    );
+
+    // Recovery: the store watch retries its ExternalSecrets at once, not after the backoff.
+    bao.put_kv2(&format!("{prefix}/db"), json!({ "password": "recovered" }))
+        .await;
+    let fixed = std::time::Instant::now();
+    stores
+        .patch(
+            "bao",
+            &PatchParams::default(),
+            &Patch::Merge(
+                &json!({ "spec": { "provider": { "vault": { "server": bao.addr() } } } }),
+            ),
+        )
+        .await
+        .expect("fix the store");
+    wait_secret(&client, ns.name(), "db", "the recovered sync", |s| {
+        value(s, "password").as_deref() == Some("recovered")
+    })
+    .await;
+    assert!(
+        fixed.elapsed() < std::time::Duration::from_secs(8),
+        "recovery took {:?}",
+        fixed.elapsed()
+    );
+    wait_ready_reason(&client, ns.name(), "db", "SecretSynced").await;
+    lockstep.stop().await;
+}
