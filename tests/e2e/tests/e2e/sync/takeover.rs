@@ -139,3 +139,84 @@ async fn a_cluster_synced_by_eso_is_taken_over_without_calls_or_writes() {
     assert_eq!(calls, 0.0, "no provider read");
     lockstep.stop().await;
 }
+
+#[tokio::test]
+async fn after_a_takeover_a_removed_key_disappears_and_other_writers_keys_stay() {
+    let client = test_env().admin_client().await;
+    ensure_crds(&client).await;
+    let ns = TestNamespace::create(&client, "takeover-prune").await;
+    create_store(&client, ns.name(), json!({
+        "apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+        "metadata": { "name": "fake" },
+        "spec": { "provider": { "fake": { "data": [{ "key": "a", "value": "A" }, { "key": "b", "value": "B" }] } } }
+    })).await;
+    let secrets = Api::<Secret>::namespaced(client.clone(), ns.name());
+    // Another writer's Secret, then ESO's keys merged into it under ESO's field manager.
+    let theirs: Secret = serde_json::from_value(json!({
+        "metadata": { "name": "shared" }, "stringData": { "theirs": "kept" }
+    }))
+    .expect("secret");
+    secrets
+        .create(
+            &PostParams {
+                field_manager: Some("someone-else".into()),
+                ..Default::default()
+            },
+            &theirs,
+        )
+        .await
+        .expect("their Secret");
+    let mut merged = secrets.get("shared").await.expect("get");
+    merged.metadata.managed_fields = None;
+    let data = merged.data.get_or_insert_default();
+    data.insert("a".into(), k8s_openapi::ByteString(b"A".to_vec()));
+    data.insert("b".into(), k8s_openapi::ByteString(b"B".to_vec()));
+    let hash = hash::data_hash(data);
+    merged
+        .metadata
+        .labels
+        .get_or_insert_default()
+        .insert(well_known::LABEL_MANAGED.into(), "true".into());
+    merged
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(well_known::ANNOTATION_DATA_HASH.into(), hash);
+    secrets
+        .replace(
+            "shared",
+            &PostParams {
+                field_manager: Some(hash::field_manager("merger")),
+                ..Default::default()
+            },
+            &merged,
+        )
+        .await
+        .expect("ESO's merge");
+
+    create_es(
+        &client,
+        ns.name(),
+        json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+            "metadata": { "name": "merger" },
+            "spec": { "refreshInterval": "1h", "secretStoreRef": { "name": "fake" },
+                      "target": { "name": "shared", "creationPolicy": "Merge" },
+                      "data": [{ "secretKey": "a", "remoteRef": { "key": "a" } }] }
+        }),
+    )
+    .await;
+    // Lockstep's first sync of this ExternalSecret (it now lists only `a`).
+    let lockstep = Lockstep::start(client.clone(), ns.name());
+    let after = super::wait_secret(&client, ns.name(), "shared", "the pruned Secret", |s| {
+        s.data.as_ref().is_some_and(|d| !d.contains_key("b"))
+    })
+    .await;
+    assert_eq!(super::value(&after, "a").as_deref(), Some("A"));
+    assert_eq!(
+        super::value(&after, "theirs").as_deref(),
+        Some("kept"),
+        "keys written by others stay"
+    );
+    lockstep.stop().await;
+}
