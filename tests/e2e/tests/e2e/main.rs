@@ -3,6 +3,7 @@
 //! moto on loopback).
 
 mod api;
+mod binary;
 mod providers;
 mod smoke;
 mod sync;

@@ -1,0 +1,190 @@
+//! The `lockstep` binary itself: `lockstep run` under exactly the RBAC of
+//! `deploy/rbac/clusterrole.yaml` (as the restricted user), its HTTP endpoints, JSON logs
+//! without secret values, and a clean exit on SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
+use kube::Api;
+use kube::api::{DeleteParams, PostParams};
+use lockstep_e2e::{
+    TIMEOUT, TestNamespace, cluster_scoped, ensure_crds, eventually, test_env, unique_name,
+};
+use serde_json::json;
+
+use crate::sync::{create_es, create_store, value, wait_ready_reason, wait_secret};
+
+/// The lockstep binary next to this test binary (`target/debug/deps/e2e-*` → `target/debug`).
+fn lockstep_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("lockstep");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p lockstep`",
+        bin.display()
+    );
+    bin
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+#[tokio::test]
+async fn lockstep_run_syncs_under_its_chart_rbac_serves_metrics_and_stops_on_sigterm() {
+    let env = test_env();
+    let admin = env.admin_client().await;
+    ensure_crds(&admin).await;
+    let ns = TestNamespace::create(&admin, "binary").await;
+
+    // The ClusterRole from deploy/, bound in this namespace to the restricted user.
+    let role_name = unique_name("lockstep");
+    let yaml = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/rbac/clusterrole.yaml"),
+    )
+    .expect("deploy/rbac/clusterrole.yaml");
+    let mut role: ClusterRole = serde_saphyr::from_str(&yaml).expect("ClusterRole");
+    role.metadata.name = Some(role_name.clone());
+    {
+        let _serial = cluster_scoped().await;
+        Api::<ClusterRole>::all(admin.clone())
+            .create(&PostParams::default(), &role)
+            .await
+            .expect("ClusterRole");
+    }
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": { "name": "lockstep" },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role_name },
+        "subjects": [{ "kind": "User", "name": env.var("LOCKSTEP_RESTRICTED_USER") }]
+    }))
+    .expect("binding");
+    Api::<RoleBinding>::namespaced(admin.clone(), ns.name())
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("binding");
+
+    let canary = unique_name("canary-bin");
+    create_store(&admin, ns.name(), json!({
+        "apiVersion": "external-secrets.io/v1", "kind": "SecretStore", "metadata": { "name": "fake" },
+        "spec": { "provider": { "fake": { "data": [{ "key": "k", "value": canary }, { "key": "j", "value": format!("{canary} not json") }] } } }
+    })).await;
+
+    let (metrics_port, health_port) = (free_port(), free_port());
+    let mut child = Command::new(lockstep_bin())
+        .args(["run", "--namespace", ns.name(), "--disable-cluster-stores"])
+        .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+        .args(["--health-addr", &format!("127.0.0.1:{health_port}")])
+        .env("KUBECONFIG", env.var("LOCKSTEP_RESTRICTED_KUBECONFIG"))
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start lockstep run");
+
+    create_es(&admin, ns.name(), json!({
+        "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret", "metadata": { "name": "app" },
+        "spec": { "secretStoreRef": { "name": "fake" }, "data": [{ "secretKey": "v", "remoteRef": { "key": "k" } }] }
+    })).await;
+    create_es(&admin, ns.name(), json!({
+        "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret", "metadata": { "name": "broken" },
+        "spec": { "secretStoreRef": { "name": "fake" }, "data": [{ "secretKey": "v", "remoteRef": { "key": "j", "property": "x" } }] }
+    })).await;
+    let secret = wait_secret(
+        &admin,
+        ns.name(),
+        "app",
+        "the Secret synced by the binary",
+        |_| true,
+    )
+    .await;
+    assert_eq!(value(&secret, "v").as_deref(), Some(canary.as_str()));
+    wait_ready_reason(&admin, ns.name(), "app", "SecretSynced").await;
+    wait_ready_reason(&admin, ns.name(), "broken", "SecretSyncedError").await;
+
+    let http = reqwest::Client::new();
+    let get = |port: u16, path: &'static str| {
+        let http = http.clone();
+        async move {
+            http.get(format!("http://127.0.0.1:{port}{path}"))
+                .send()
+                .await
+                .ok()
+        }
+    };
+    let health = eventually("/healthz", TIMEOUT, || async {
+        get(health_port, "/healthz").await
+    })
+    .await;
+    assert_eq!(health.status(), 200);
+    let ready = get(health_port, "/readyz").await.expect("/readyz");
+    assert_eq!(ready.status(), 200);
+    let metrics = get(metrics_port, "/metrics")
+        .await
+        .expect("/metrics")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        metrics.contains(&format!(
+            "externalsecret_sync_calls_total{{name=\"app\",namespace=\"{}\"}}",
+            ns.name()
+        )),
+        "{metrics}"
+    );
+    assert!(metrics.contains("externalsecret_provider_api_calls_count"));
+    assert!(!metrics.contains(&canary));
+
+    // SIGTERM: a clean exit, promptly.
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let status = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                let mut logs = String::new();
+                std::io::Read::read_to_string(child.stderr.as_mut().expect("stderr"), &mut logs)
+                    .expect("logs");
+                return (status, logs);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "lockstep did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .expect("join");
+    let (status, logs) = status;
+    assert!(status.success(), "exit status {status}; logs:\n{logs}");
+    assert!(
+        logs.lines()
+            .filter(|l| !l.is_empty())
+            .all(|l| l.starts_with('{')),
+        "logs are JSON lines"
+    );
+    assert!(logs.contains("sync failed"), "the failure is logged");
+    assert!(!logs.contains(&canary), "a log line carries the canary");
+
+    let _serial = cluster_scoped().await;
+    Api::<ClusterRole>::all(admin)
+        .delete(&role_name, &DeleteParams::default())
+        .await
+        .expect("delete role");
+}
