@@ -32,6 +32,51 @@ fn lockstep_bin() -> PathBuf {
     bin
 }
 
+/// The running binary: its stderr is collected as it comes, printed if the test fails, and the
+/// process is killed if the test ends without stopping it.
+struct Running {
+    child: std::process::Child,
+    logs: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Running {
+    fn start(mut command: Command) -> Self {
+        let mut child = command
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start lockstep run");
+        let stderr = child.stderr.take().expect("stderr");
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let mut l = sink.lock().expect("logs");
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        Self { child, logs }
+    }
+
+    fn logs(&self) -> String {
+        self.logs.lock().expect("logs").clone()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("lockstep run logs:\n{}", self.logs());
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
@@ -80,16 +125,15 @@ async fn lockstep_run_syncs_under_its_chart_rbac_serves_metrics_and_stops_on_sig
     })).await;
 
     let (metrics_port, health_port) = (free_port(), free_port());
-    let mut child = Command::new(lockstep_bin())
+    let mut command = Command::new(lockstep_bin());
+    command
         .args(["run", "--namespace", ns.name(), "--disable-cluster-stores"])
         .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
         .args(["--health-addr", &format!("127.0.0.1:{health_port}")])
         .env("KUBECONFIG", env.var("LOCKSTEP_RESTRICTED_KUBECONFIG"))
         .env("RUST_LOG", "debug")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start lockstep run");
+        .stdout(Stdio::null());
+    let mut running = Running::start(command);
 
     create_es(&admin, ns.name(), json!({
         "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret", "metadata": { "name": "app" },
@@ -145,7 +189,7 @@ async fn lockstep_run_syncs_under_its_chart_rbac_serves_metrics_and_stops_on_sig
     assert!(!metrics.contains(&canary));
 
     // SIGTERM: a clean exit, promptly.
-    let pid = child.id().to_string();
+    let pid = running.child.id().to_string();
     assert!(
         Command::new("kill")
             .args(["-TERM", &pid])
@@ -153,25 +197,21 @@ async fn lockstep_run_syncs_under_its_chart_rbac_serves_metrics_and_stops_on_sig
             .expect("kill")
             .success()
     );
-    let status = tokio::task::spawn_blocking(move || {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                let mut logs = String::new();
-                std::io::Read::read_to_string(child.stderr.as_mut().expect("stderr"), &mut logs)
-                    .expect("logs");
-                return (status, logs);
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "lockstep did not stop on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    let status = eventually(
+        "lockstep to stop on SIGTERM",
+        Duration::from_secs(20),
+        || {
+            let status = running.child.try_wait().expect("wait");
+            async move { status }
+        },
+    )
+    .await;
+    // Let the reader thread drain what was written before the exit.
+    let logs = eventually("the log stream to end", Duration::from_secs(5), || {
+        let logs = running.logs();
+        async move { (!logs.is_empty()).then_some(logs) }
     })
-    .await
-    .expect("join");
-    let (status, logs) = status;
+    .await;
     assert!(status.success(), "exit status {status}; logs:\n{logs}");
     assert!(
         logs.lines()
