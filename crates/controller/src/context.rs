@@ -2,7 +2,7 @@
 //! recorder and the provider client caches.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::Client;
@@ -22,6 +22,10 @@ pub struct Config {
     pub controller_class: String,
     /// How many ExternalSecrets are reconciled at once.
     pub concurrency: u16,
+    /// How many of them may wait on the same store at once. An ExternalSecret whose store is
+    /// at its limit is put back for a moment instead of holding a reconcile slot, so one slow
+    /// store cannot starve the others.
+    pub per_store_concurrency: usize,
     /// How often stores are validated when they do not say.
     pub store_requeue_interval: Duration,
     /// Whether ClusterSecretStores are served at all.
@@ -36,6 +40,7 @@ impl Default for Config {
             namespace: None,
             controller_class: "default".to_owned(),
             concurrency: 8,
+            per_store_concurrency: 4,
             store_requeue_interval: Duration::from_secs(300),
             cluster_stores: true,
             require_store_conditions: false,
@@ -59,6 +64,8 @@ pub struct Context {
     pub vault_clients: lockstep_providers::vault::VaultCache,
     /// Consecutive failures per ExternalSecret, for per-object backoff.
     failures: Mutex<HashMap<ObjectRef<ExternalSecret>, u32>>,
+    /// Reconciles in flight per store.
+    store_slots: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
 }
 
 impl Context {
@@ -76,7 +83,25 @@ impl Context {
             kubernetes_clients: Default::default(),
             vault_clients: Default::default(),
             failures: Mutex::default(),
+            store_slots: Mutex::default(),
         }
+    }
+
+    /// A slot for one reconcile on `store`, or `None` when the store already has
+    /// `per_store_concurrency` reconciles in flight.
+    pub fn try_store_slot(&self, store: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let semaphore = self
+            .store_slots
+            .lock()
+            .expect("store slots lock")
+            .entry(store.to_owned())
+            .or_insert_with(|| {
+                Arc::new(tokio::sync::Semaphore::new(
+                    self.config.per_store_concurrency.max(1),
+                ))
+            })
+            .clone();
+        semaphore.try_acquire_owned().ok()
     }
 
     /// Records a failure and returns how long to wait before retrying: 5 s doubling up to

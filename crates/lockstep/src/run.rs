@@ -24,6 +24,9 @@ pub struct RunArgs {
     /// ExternalSecrets reconciled at once.
     #[arg(long, default_value_t = 8)]
     concurrency: u16,
+    /// Reconciles that may wait on one store at once.
+    #[arg(long, default_value_t = 4)]
+    per_store_concurrency: usize,
     /// Address of /metrics.
     #[arg(long, default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
@@ -51,6 +54,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         namespace: args.namespace,
         controller_class: args.controller_class,
         concurrency: args.concurrency,
+        per_store_concurrency: args.per_store_concurrency,
         cluster_stores: !args.disable_cluster_stores,
         require_store_conditions: args.require_store_conditions,
         ..Config::default()

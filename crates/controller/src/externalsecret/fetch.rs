@@ -30,26 +30,47 @@ pub enum Outcome {
     Fetched(Fetched),
     /// A store belongs to another controller class.
     OtherController,
+    /// A store already has as many reconciles in flight as allowed: try again shortly.
+    StoreBusy,
 }
 
-type Clients = HashMap<(StoreRefKind, String), (Arc<dyn SecretsClient>, &'static str)>;
+/// One store's client, its provider name and this reconcile's slot on it.
+type Slot = (
+    Arc<dyn SecretsClient>,
+    &'static str,
+    Arc<tokio::sync::OwnedSemaphorePermit>,
+);
+type Clients = HashMap<(StoreRefKind, String), Slot>;
+
+/// Why a client could not be had.
+enum NoClient {
+    OtherController,
+    Busy,
+}
 
 async fn client_for(
     ctx: &Context,
     clients: &mut Clients,
     store_ref: Option<&SecretStoreRef>,
     namespace: &str,
-) -> Result<Option<(Arc<dyn SecretsClient>, &'static str)>> {
+) -> Result<std::result::Result<(Arc<dyn SecretsClient>, &'static str), NoClient>> {
     let store_ref =
         store_ref.ok_or_else(|| Error::Invalid("spec.secretStoreRef is not set".into()))?;
     let kind = store_ref.kind.unwrap_or_default();
     let name = store_ref.name.clone().unwrap_or_default();
-    if let Some(found) = clients.get(&(kind, name.clone())) {
-        return Ok(Some(found.clone()));
+    if let Some((client, provider, _)) = clients.get(&(kind, name.clone())) {
+        return Ok(Ok((client.clone(), *provider)));
     }
     let store = match stores::resolve(ctx, kind, &name, namespace).await? {
-        Resolution::OtherController => return Ok(None),
+        Resolution::OtherController => return Ok(Err(NoClient::OtherController)),
         Resolution::Store(store) => store,
+    };
+    let slot_key = match kind {
+        StoreRefKind::SecretStore => format!("SecretStore/{namespace}/{name}"),
+        StoreRefKind::ClusterSecretStore => format!("ClusterSecretStore/{name}"),
+    };
+    let Some(permit) = ctx.try_store_slot(&slot_key) else {
+        return Ok(Err(NoClient::Busy));
     };
     if let Some((status, reason)) = &store.ready
         && status != "True"
@@ -59,9 +80,9 @@ async fn client_for(
             reason.as_deref().unwrap_or("no reason given")
         )));
     }
-    let client = stores::client(ctx, &store, namespace).await?;
-    clients.insert((kind, name), client.clone());
-    Ok(Some(client))
+    let (client, provider) = stores::client(ctx, &store, namespace).await?;
+    clients.insert((kind, name), (client.clone(), provider, Arc::new(permit)));
+    Ok(Ok((client, provider)))
 }
 
 fn count(
@@ -96,9 +117,10 @@ pub async fn fetch(
             .as_ref()
             .and_then(|s| s.store_ref.as_ref())
             .or(default_store);
-        let Some((client, provider)) = client_for(ctx, &mut clients, store_ref, namespace).await?
-        else {
-            return Ok(Outcome::OtherController);
+        let (client, provider) = match client_for(ctx, &mut clients, store_ref, namespace).await? {
+            Ok(found) => found,
+            Err(NoClient::OtherController) => return Ok(Outcome::OtherController),
+            Err(NoClient::Busy) => return Ok(Outcome::StoreBusy),
         };
         let (result, decoding, conversion, null_policy) = if let Some(extract) = &entry.extract {
             let r = client.get_secret_map(extract).await;
@@ -156,9 +178,10 @@ pub async fn fetch(
             .as_ref()
             .and_then(|s| s.store_ref.as_ref())
             .or(default_store);
-        let Some((client, provider)) = client_for(ctx, &mut clients, store_ref, namespace).await?
-        else {
-            return Ok(Outcome::OtherController);
+        let (client, provider) = match client_for(ctx, &mut clients, store_ref, namespace).await? {
+            Ok(found) => found,
+            Err(NoClient::OtherController) => return Ok(Outcome::OtherController),
+            Err(NoClient::Busy) => return Ok(Outcome::StoreBusy),
         };
         let result = client.get_secret(&entry.remote_ref).await;
         count(ctx, provider, "GetSecret", &result);

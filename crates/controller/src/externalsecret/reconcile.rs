@@ -260,6 +260,10 @@ async fn sync(
 
     let fetched = match fetch::fetch(ctx, es, &namespace, seen).await? {
         Outcome::OtherController => return Ok(Action::await_change()),
+        Outcome::StoreBusy => {
+            let ms = rand::rng().random_range(200..=1000);
+            return Ok(Action::requeue(Duration::from_millis(ms)));
+        }
         Outcome::Fetched(f) => f,
     };
     if !fetched.missing.is_empty() {

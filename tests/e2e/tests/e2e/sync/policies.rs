@@ -236,3 +236,61 @@ async fn a_store_that_goes_down_keeps_the_secret_and_recovery_is_immediate() {
     wait_ready_reason(&client, ns.name(), "db", "SecretSynced").await;
     lockstep.stop().await;
 }
+
+#[tokio::test]
+async fn a_slow_store_does_not_starve_the_others() {
+    let client = test_env().admin_client().await;
+    ensure_crds(&client).await;
+    let ns = TestNamespace::create(&client, "sync-slow").await;
+    // A store that accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            open.push(socket);
+        }
+    });
+    let token: Secret = serde_json::from_value(
+        json!({ "metadata": { "name": "t" }, "stringData": { "token": "x" } }),
+    )
+    .expect("secret");
+    Api::<Secret>::namespaced(client.clone(), ns.name())
+        .create(&Default::default(), &token)
+        .await
+        .expect("token");
+    let lockstep = Lockstep::start(client.clone(), ns.name());
+    create_store(&client, ns.name(), json!({
+        "apiVersion": "external-secrets.io/v1", "kind": "SecretStore", "metadata": { "name": "slow" },
+        "spec": { "provider": { "vault": { "server": format!("http://127.0.0.1:{port}"), "path": "secret",
+            "auth": { "tokenSecretRef": { "name": "t", "key": "token" } } } } }
+    })).await;
+    for i in 0..12 {
+        create_es(&client, ns.name(), json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret", "metadata": { "name": format!("slow-{i}") },
+            "spec": { "secretStoreRef": { "name": "slow" }, "data": [{ "secretKey": "v", "remoteRef": { "key": "k" } }] }
+        })).await;
+    }
+    create_store(&client, ns.name(), json!({
+        "apiVersion": "external-secrets.io/v1", "kind": "SecretStore", "metadata": { "name": "fake" },
+        "spec": { "provider": { "fake": { "data": [{ "key": "k", "value": "fast" }] } } }
+    })).await;
+    let started = std::time::Instant::now();
+    create_es(&client, ns.name(), es("fast", json!({}))).await;
+    wait_secret(&client, ns.name(), "fast", "the fast store's Secret", |s| {
+        value(s, "v").as_deref() == Some("fast")
+    })
+    .await;
+    // Twelve reconciles hang on the slow store for 30 s each; with 8 workers the fast one would
+    // wait for them if a slow store could take every slot.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    // Dropping aborts the reconciles still hanging on the slow store.
+    drop(lockstep);
+    held.abort();
+}
