@@ -3,6 +3,8 @@
 
 mod canary;
 mod cluster_store;
+mod creation;
+mod data_shapes;
 mod fake;
 mod openbao;
 mod policies;
