@@ -315,7 +315,7 @@ async fn sync(
                     es,
                     EventType::Normal,
                     "Deleted",
-                    "secret deleted due to DeletionPolicy=Delete",
+                    "secret deleted due to DeletionPolicy",
                 )
                 .await;
             }
@@ -323,7 +323,7 @@ async fn sync(
         finish(
             &mut status,
             reason::DELETED,
-            "secret deleted due to DeletionPolicy=Delete",
+            "secret deleted due to DeletionPolicy",
         );
         status.binding = None;
         status::write(api, es, status).await?;
