@@ -252,11 +252,11 @@ def make_certs(d: Path) -> None:
 # processes
 
 
-def _pdeathsig() -> None:
-    """Runs in the child before exec: die with the supervisor, even when it is SIGKILLed."""
+def _pdeathsig(sig: int = signal.SIGKILL) -> None:
+    """Runs in the child before exec: get `sig` when the supervisor dies, even by SIGKILL."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        libc.prctl(1, sig)  # PR_SET_PDEATHSIG
     except OSError:
         pass
 
@@ -625,7 +625,9 @@ def cmd_run(argv: list[str]) -> int:
     signal.signal(signal.SIGHUP, _raise_interrupted)
     try:
         variables = env.start()
-        child = subprocess.Popen(argv, env={**os.environ, **variables})
+        # The command (e.g. cargo test) is told to stop if the supervisor is killed outright.
+        child = subprocess.Popen(argv, env={**os.environ, **variables},
+                                 preexec_fn=lambda: _pdeathsig(signal.SIGTERM))
         return child.wait()
     except (KeyboardInterrupt, Interrupted):
         say("interrupted: stopping")
