@@ -34,10 +34,41 @@ pub enum Outcome {
     StoreBusy,
 }
 
-/// One store's client, its provider name and this reconcile's slot on it.
+/// A store's `retrySettings`: how often a call that found the store unavailable is retried.
+#[derive(Clone, Copy, Debug)]
+struct Retry {
+    max: u32,
+    interval: std::time::Duration,
+}
+
+impl Retry {
+    /// ESO's reading: maxRetries (3 when only retryInterval is set), at a fixed interval.
+    fn from_store(settings: Option<&lockstep_api::secret_store::RetrySettings>) -> Result<Self> {
+        let Some(settings) = settings else {
+            return Ok(Self {
+                max: 0,
+                interval: std::time::Duration::ZERO,
+            });
+        };
+        let interval = match settings.retry_interval.as_deref() {
+            Some(s) => lockstep_api::duration::parse(s)
+                .map_err(|e| Error::Invalid(format!("spec.retrySettings.retryInterval: {e}")))?,
+            None => std::time::Duration::from_secs(1),
+        };
+        let max = match (settings.max_retries, &settings.retry_interval) {
+            (Some(n), _) => u32::try_from(n).unwrap_or(0),
+            (None, Some(_)) => 3,
+            (None, None) => 0,
+        };
+        Ok(Self { max, interval })
+    }
+}
+
+/// One store's client, its provider name, its retries and this reconcile's slot on it.
 type Slot = (
     Arc<dyn SecretsClient>,
     &'static str,
+    Retry,
     Arc<tokio::sync::OwnedSemaphorePermit>,
 );
 type Clients = HashMap<(StoreRefKind, String), Slot>;
@@ -53,13 +84,13 @@ async fn client_for(
     clients: &mut Clients,
     store_ref: Option<&SecretStoreRef>,
     namespace: &str,
-) -> Result<std::result::Result<(Arc<dyn SecretsClient>, &'static str), NoClient>> {
+) -> Result<std::result::Result<(Arc<dyn SecretsClient>, &'static str, Retry), NoClient>> {
     let store_ref =
         store_ref.ok_or_else(|| Error::Invalid("spec.secretStoreRef is not set".into()))?;
     let kind = store_ref.kind.unwrap_or_default();
     let name = store_ref.name.clone().unwrap_or_default();
-    if let Some((client, provider, _)) = clients.get(&(kind, name.clone())) {
-        return Ok(Ok((client.clone(), *provider)));
+    if let Some((client, provider, retry, _)) = clients.get(&(kind, name.clone())) {
+        return Ok(Ok((client.clone(), *provider, *retry)));
     }
     let store = match stores::resolve(ctx, kind, &name, namespace).await? {
         Resolution::OtherController => return Ok(Err(NoClient::OtherController)),
@@ -80,9 +111,13 @@ async fn client_for(
             reason.as_deref().unwrap_or("no reason given")
         )));
     }
+    let retry = Retry::from_store(store.spec.retry_settings.as_ref())?;
     let (client, provider) = stores::client(ctx, &store, namespace).await?;
-    clients.insert((kind, name), (client.clone(), provider, Arc::new(permit)));
-    Ok(Ok((client, provider)))
+    clients.insert(
+        (kind, name),
+        (client.clone(), provider, retry, Arc::new(permit)),
+    );
+    Ok(Ok((client, provider, retry)))
 }
 
 fn count(
@@ -97,6 +132,33 @@ fn count(
         Err(e) => e.label(),
     };
     ctx.metrics.provider_call(provider, call, status);
+}
+
+/// One provider call, counted, and retried as the store's `retrySettings` say while the store
+/// is unavailable.
+async fn call<T, F, Fut>(
+    ctx: &Context,
+    provider: &str,
+    name: &str,
+    retry: Retry,
+    f: F,
+) -> std::result::Result<T, ProviderError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, ProviderError>>,
+{
+    let mut attempt = 0;
+    loop {
+        let result = f().await;
+        count(ctx, provider, name, &result);
+        match result {
+            Err(ProviderError::Unavailable(_)) if attempt < retry.max => {
+                attempt += 1;
+                tokio::time::sleep(retry.interval).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Reads everything `es` asks for. Values already fetched are added to `seen`, so that any
@@ -117,14 +179,17 @@ pub async fn fetch(
             .as_ref()
             .and_then(|s| s.store_ref.as_ref())
             .or(default_store);
-        let (client, provider) = match client_for(ctx, &mut clients, store_ref, namespace).await? {
-            Ok(found) => found,
-            Err(NoClient::OtherController) => return Ok(Outcome::OtherController),
-            Err(NoClient::Busy) => return Ok(Outcome::StoreBusy),
-        };
+        let (client, provider, retry) =
+            match client_for(ctx, &mut clients, store_ref, namespace).await? {
+                Ok(found) => found,
+                Err(NoClient::OtherController) => return Ok(Outcome::OtherController),
+                Err(NoClient::Busy) => return Ok(Outcome::StoreBusy),
+            };
         let (result, decoding, conversion, null_policy) = if let Some(extract) = &entry.extract {
-            let r = client.get_secret_map(extract).await;
-            count(ctx, provider, "GetSecretMap", &r);
+            let r = call(ctx, provider, "GetSecretMap", retry, || {
+                client.get_secret_map(extract)
+            })
+            .await;
             (
                 r,
                 extract.decoding_strategy,
@@ -132,8 +197,10 @@ pub async fn fetch(
                 extract.null_byte_policy,
             )
         } else if let Some(find) = &entry.find {
-            let r = client.get_all_secrets(find).await;
-            count(ctx, provider, "GetAllSecrets", &r);
+            let r = call(ctx, provider, "GetAllSecrets", retry, || {
+                client.get_all_secrets(find)
+            })
+            .await;
             (
                 r,
                 find.decoding_strategy,
@@ -178,13 +245,16 @@ pub async fn fetch(
             .as_ref()
             .and_then(|s| s.store_ref.as_ref())
             .or(default_store);
-        let (client, provider) = match client_for(ctx, &mut clients, store_ref, namespace).await? {
-            Ok(found) => found,
-            Err(NoClient::OtherController) => return Ok(Outcome::OtherController),
-            Err(NoClient::Busy) => return Ok(Outcome::StoreBusy),
-        };
-        let result = client.get_secret(&entry.remote_ref).await;
-        count(ctx, provider, "GetSecret", &result);
+        let (client, provider, retry) =
+            match client_for(ctx, &mut clients, store_ref, namespace).await? {
+                Ok(found) => found,
+                Err(NoClient::OtherController) => return Ok(Outcome::OtherController),
+                Err(NoClient::Busy) => return Ok(Outcome::StoreBusy),
+            };
+        let result = call(ctx, provider, "GetSecret", retry, || {
+            client.get_secret(&entry.remote_ref)
+        })
+        .await;
         let value = match result {
             Ok(v) => v,
             Err(ProviderError::NotFound { key }) => {

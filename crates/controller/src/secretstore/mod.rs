@@ -42,13 +42,6 @@ async fn validate_store(
     namespace: Option<&str>,
     spec: &StoreSpec,
 ) -> (bool, &'static str, String) {
-    if spec.retry_settings.is_some() {
-        return (
-            false,
-            "UnsupportedRetrySettings",
-            "spec.retrySettings is not supported by Lockstep yet".into(),
-        );
-    }
     let key = match stores::provider_key(spec) {
         Ok(key) => key,
         Err(e) => return (false, reason::INVALID_STORE, e.to_string()),
