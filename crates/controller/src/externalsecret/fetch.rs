@@ -121,7 +121,7 @@ async fn client_for(
 }
 
 fn count(
-    ctx: &Context,
+    metrics: &crate::metrics::Metrics,
     provider: &str,
     call: &str,
     result: &std::result::Result<impl Sized, ProviderError>,
@@ -131,13 +131,13 @@ fn count(
         Err(ProviderError::NotFound { .. }) => "success_not_found",
         Err(e) => e.label(),
     };
-    ctx.metrics.provider_call(provider, call, status);
+    metrics.provider_call(provider, call, status);
 }
 
 /// One provider call, counted, and retried as the store's `retrySettings` say while the store
 /// is unavailable.
 async fn call<T, F, Fut>(
-    ctx: &Context,
+    metrics: &crate::metrics::Metrics,
     provider: &str,
     name: &str,
     retry: Retry,
@@ -150,7 +150,7 @@ where
     let mut attempt = 0;
     loop {
         let result = f().await;
-        count(ctx, provider, name, &result);
+        count(metrics, provider, name, &result);
         match result {
             Err(ProviderError::Unavailable(_)) if attempt < retry.max => {
                 attempt += 1;
@@ -186,7 +186,7 @@ pub async fn fetch(
                 Err(NoClient::Busy) => return Ok(Outcome::StoreBusy),
             };
         let (result, decoding, conversion, null_policy) = if let Some(extract) = &entry.extract {
-            let r = call(ctx, provider, "GetSecretMap", retry, || {
+            let r = call(&ctx.metrics, provider, "GetSecretMap", retry, || {
                 client.get_secret_map(extract)
             })
             .await;
@@ -197,7 +197,7 @@ pub async fn fetch(
                 extract.null_byte_policy,
             )
         } else if let Some(find) = &entry.find {
-            let r = call(ctx, provider, "GetAllSecrets", retry, || {
+            let r = call(&ctx.metrics, provider, "GetAllSecrets", retry, || {
                 client.get_all_secrets(find)
             })
             .await;
@@ -251,7 +251,7 @@ pub async fn fetch(
                 Err(NoClient::OtherController) => return Ok(Outcome::OtherController),
                 Err(NoClient::Busy) => return Ok(Outcome::StoreBusy),
             };
-        let result = call(ctx, provider, "GetSecret", retry, || {
+        let result = call(&ctx.metrics, provider, "GetSecret", retry, || {
             client.get_secret(&entry.remote_ref)
         })
         .await;
@@ -278,4 +278,67 @@ pub async fn fetch(
         out.data.extend(single);
     }
     Ok(Outcome::Fetched(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn unavailable_calls_are_retried_as_retry_settings_say() {
+        let metrics = crate::metrics::Metrics::default();
+        let attempts = AtomicU32::new(0);
+        let retry = Retry {
+            max: 2,
+            interval: std::time::Duration::from_millis(1),
+        };
+        let result: std::result::Result<(), _> =
+            call(&metrics, "vault", "GetSecret", retry, || async {
+                attempts.fetch_add(1, Ordering::SeqCst);
+                Err(ProviderError::Unavailable("down".into()))
+            })
+            .await;
+        assert!(result.is_err());
+        assert_eq!(
+            attempts.load(Ordering::SeqCst),
+            3,
+            "one call and two retries"
+        );
+        assert!(
+            metrics
+                .encode()
+                .contains("call=\"GetSecret\",status=\"Unavailable\"} 3")
+        );
+
+        // Other errors are not retried.
+        let attempts = AtomicU32::new(0);
+        let _: std::result::Result<(), _> = call(&metrics, "vault", "GetSecret", retry, || async {
+            attempts.fetch_add(1, Ordering::SeqCst);
+            Err(ProviderError::AccessDenied("no".into()))
+        })
+        .await;
+        assert_eq!(attempts.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn retry_settings_read_as_eso_does() {
+        use lockstep_api::secret_store::RetrySettings;
+        let r = Retry::from_store(Some(&RetrySettings {
+            max_retries: None,
+            retry_interval: Some("2s".into()),
+        }))
+        .unwrap();
+        assert_eq!((r.max, r.interval), (3, std::time::Duration::from_secs(2)));
+        let r = Retry::from_store(None).unwrap();
+        assert_eq!(r.max, 0);
+        assert!(
+            Retry::from_store(Some(&RetrySettings {
+                max_retries: Some(1),
+                retry_interval: Some("x".into())
+            }))
+            .is_err()
+        );
+    }
 }

@@ -296,42 +296,6 @@ async fn a_slow_store_does_not_starve_the_others() {
 }
 
 #[tokio::test]
-async fn retry_settings_retry_an_unavailable_store() {
-    let client = test_env().admin_client().await;
-    ensure_crds(&client).await;
-    let ns = TestNamespace::create(&client, "sync-retry").await;
-    let token: Secret = serde_json::from_value(
-        json!({ "metadata": { "name": "t" }, "stringData": { "token": "x" } }),
-    )
-    .expect("secret");
-    Api::<Secret>::namespaced(client.clone(), ns.name())
-        .create(&Default::default(), &token)
-        .await
-        .expect("token");
-    let lockstep = Lockstep::start(client.clone(), ns.name());
-    // Nothing listens on port 1: every call finds the store unavailable.
-    create_store(&client, ns.name(), json!({
-        "apiVersion": "external-secrets.io/v1", "kind": "SecretStore", "metadata": { "name": "down" },
-        "spec": { "retrySettings": { "maxRetries": 2, "retryInterval": "100ms" },
-                  "provider": { "vault": { "server": "http://127.0.0.1:1", "path": "secret",
-                      "auth": { "tokenSecretRef": { "name": "t", "key": "token" } } } } }
-    })).await;
-    create_es(&client, ns.name(), json!({
-        "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret", "metadata": { "name": "r" },
-        "spec": { "secretStoreRef": { "name": "down" }, "data": [{ "secretKey": "v", "remoteRef": { "key": "k" } }] }
-    })).await;
-    wait_ready_reason(&client, ns.name(), "r", "SecretSyncedError").await;
-    let calls = lockstep.metric_sum(
-        "externalsecret_provider_api_calls_count{provider=\"vault\",call=\"GetSecret\"",
-    );
-    assert!(
-        calls >= 3.0 && calls % 3.0 == 0.0,
-        "each sync makes 1 call and 2 retries, saw {calls}"
-    );
-    drop(lockstep);
-}
-
-#[tokio::test]
 async fn stores_of_another_controller_class_are_left_alone() {
     let client = test_env().admin_client().await;
     ensure_crds(&client).await;
