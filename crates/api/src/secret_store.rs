@@ -10,6 +10,7 @@ use schemars::{JsonSchema, Schema};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::providers::aws::AwsProvider;
 use crate::providers::fake::FakeProvider;
 use crate::providers::kubernetes::KubernetesProvider;
 use crate::providers::vault::{OpenBaoProvider, VaultProvider};
@@ -136,9 +137,9 @@ provider_union! {
         vault: VaultProvider = "vault", "HashiCorp Vault KV.";
         open_bao: OpenBaoProvider = "openBao", "OpenBao KV.";
         kubernetes: KubernetesProvider = "kubernetes", "Secrets of another namespace or cluster, read with the store's own credentials.";
+        aws: AwsProvider = "aws", "AWS Secrets Manager or Parameter Store.";
     }
     untyped {
-        aws = "aws", "AWS Secrets Manager or Parameter Store.";
         azurekv = "azurekv", "Azure Key Vault.";
         akeyless = "akeyless", "Akeyless.";
         bitwarden_secrets_manager = "bitwardensecretsmanager", "Bitwarden Secrets Manager.";
