@@ -1,0 +1,393 @@
+//! From the hashes of the Secrets and ConfigMaps a workload uses to the patch that rolls it
+//! (pure, no I/O): the baseline kept in the workload's metadata, Reloader's values recognised
+//! as a baseline, and the two strategies.
+//!
+//! For each resource, the baseline is Lockstep's recorded hash ([`LOCKSTEP_HASHES`]), else the
+//! value Reloader left in the workload (its `STAKATER_<NAME>_<TYPE>` env var, or its
+//! `last-reloaded-from` annotation when that names this resource), else the current hash (first
+//! sight: recorded, nothing rolls). Only a current hash that differs from the baseline rolls the
+//! workload, so the same content never rolls twice and a restart of Lockstep rolls nothing.
+//! Everything that changed is written in one patch: one rollout for a Secret and a ConfigMap
+//! changed together.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::PodSpec;
+use lockstep_api::reloader::{
+    self, LAST_RELOADED_FROM, LOCKSTEP_HASHES, ReloadSource, ResourceKind,
+};
+use serde_json::{Value, json};
+
+use super::decide::Annotations;
+
+/// How a reload changes the pod template.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Strategy {
+    /// Set `STAKATER_<NAME>_<TYPE>=<hash>` on one container (Reloader's default).
+    #[default]
+    EnvVars,
+    /// Set the `reloader.stakater.com/last-reloaded-from` pod-template annotation.
+    Annotations,
+}
+
+/// One resource the workload reloads on, as seen now.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    /// Its kind.
+    pub kind: ResourceKind,
+    /// Its name.
+    pub name: String,
+    /// The hash of its data now.
+    pub hash: String,
+    /// The container a reload is attributed to.
+    pub container: String,
+}
+
+/// What to write to a workload.
+#[derive(Debug, Default, PartialEq)]
+pub struct Plan {
+    /// The strategic merge patch, or `None` when nothing changes.
+    pub patch: Option<Value>,
+    /// The resources whose change rolls the workload (empty: the patch, if any, only records
+    /// baselines in the metadata and rolls nothing).
+    pub rolled: Vec<(ResourceKind, String, String)>,
+}
+
+/// The state of the workload the plan starts from.
+pub struct Workload<'a> {
+    /// Its namespace.
+    pub namespace: &'a str,
+    /// Its metadata annotations.
+    pub annotations: Option<&'a Annotations>,
+    /// Its pod template's annotations.
+    pub pod_annotations: Option<&'a Annotations>,
+    /// Its pod spec.
+    pub spec: &'a PodSpec,
+}
+
+fn key(kind: ResourceKind, name: &str) -> String {
+    format!("{}/{name}", kind.key_prefix())
+}
+
+/// Lockstep's recorded baselines of a workload (an unreadable value counts as none).
+pub fn recorded(annotations: Option<&Annotations>) -> BTreeMap<String, String> {
+    annotations
+        .and_then(|a| a.get(LOCKSTEP_HASHES))
+        .and_then(|v| serde_json::from_str(v).ok())
+        .unwrap_or_default()
+}
+
+/// The hash Reloader left in the workload for this resource, if any.
+pub fn reloader_value(workload: &Workload<'_>, kind: ResourceKind, name: &str) -> Option<String> {
+    let env = reloader::env_var_name(name, kind);
+    let from_env = workload
+        .spec
+        .containers
+        .iter()
+        .flat_map(|c| c.env.iter().flatten())
+        .find(|e| e.name == env)
+        .and_then(|e| e.value.clone());
+    from_env.or_else(|| {
+        let source: ReloadSource =
+            serde_json::from_str(workload.pod_annotations?.get(LAST_RELOADED_FROM)?).ok()?;
+        (source.kind == kind.reloader_type()
+            && source.name == name
+            && source.namespace == workload.namespace)
+            .then_some(source.hash)
+    })
+}
+
+/// The patch for `observed` (every resource the workload reloads on, with its current hash),
+/// written with `strategy`; `now` is the unix time for `observedAt`.
+pub fn plan(workload: &Workload<'_>, observed: &[Observed], strategy: Strategy, now: i64) -> Plan {
+    let before = recorded(workload.annotations);
+    let mut after = BTreeMap::new();
+    let mut rolled = Vec::new();
+    for o in observed {
+        let k = key(o.kind, &o.name);
+        let baseline = before
+            .get(&k)
+            .cloned()
+            .or_else(|| reloader_value(workload, o.kind, &o.name));
+        if baseline.as_deref().is_some_and(|b| b != o.hash) {
+            rolled.push((o.kind, o.name.clone(), o.container.clone()));
+        }
+        after.insert(k, o.hash.clone());
+    }
+    let hashes_text = serde_json::to_string(&after).expect("a map of strings serializes");
+    let current_text = workload.annotations.and_then(|a| a.get(LOCKSTEP_HASHES));
+    if rolled.is_empty() && current_text == Some(&hashes_text) {
+        return Plan::default();
+    }
+    if rolled.is_empty() && after.is_empty() && current_text.is_none() {
+        return Plan::default();
+    }
+    let mut patch = json!({"metadata": {"annotations": {LOCKSTEP_HASHES: hashes_text}}});
+    if !rolled.is_empty() {
+        patch["spec"] =
+            json!({"template": template_patch(workload, observed, &rolled, strategy, now)});
+    }
+    Plan {
+        patch: Some(patch),
+        rolled: rolled
+            .into_iter()
+            .map(|(k, n, _)| (k, n.clone(), after[&key(k, &n)].clone()))
+            .collect(),
+    }
+}
+
+fn template_patch(
+    workload: &Workload<'_>,
+    observed: &[Observed],
+    rolled: &[(ResourceKind, String, String)],
+    strategy: Strategy,
+    now: i64,
+) -> Value {
+    let hash_of = |kind: ResourceKind, name: &str| {
+        observed
+            .iter()
+            .find(|o| o.kind == kind && o.name == name)
+            .map(|o| o.hash.clone())
+            .unwrap_or_default()
+    };
+    match strategy {
+        Strategy::EnvVars => {
+            // Container name -> env vars to set on it, in container order.
+            let mut per_container: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+            for (kind, name, chosen) in rolled {
+                let env = reloader::env_var_name(name, *kind);
+                // An existing variable is updated where it is; a new one goes on the chosen
+                // container.
+                let holder = workload
+                    .spec
+                    .containers
+                    .iter()
+                    .find(|c| c.env.iter().flatten().any(|e| e.name == env))
+                    .map(|c| c.name.clone())
+                    .unwrap_or_else(|| chosen.clone());
+                per_container
+                    .entry(holder)
+                    .or_default()
+                    .push(json!({"name": env, "value": hash_of(*kind, name)}));
+            }
+            let containers: Vec<Value> = per_container
+                .into_iter()
+                .map(|(name, env)| json!({"name": name, "env": env}))
+                .collect();
+            json!({"spec": {"containers": containers}})
+        }
+        Strategy::Annotations => {
+            // Reloader records only the last trigger.
+            let (kind, name, container) = rolled.last().expect("called with a change");
+            let source = ReloadSource {
+                kind: kind.reloader_type().to_owned(),
+                name: name.clone(),
+                namespace: workload.namespace.to_owned(),
+                hash: hash_of(*kind, name),
+                container_refs: Some(vec![container.clone()]),
+                observed_at: now,
+            };
+            let text = serde_json::to_string(&source).expect("a ReloadSource serializes");
+            json!({"metadata": {"annotations": {LAST_RELOADED_FROM: text}}})
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> PodSpec {
+        serde_json::from_value(json!({
+            "containers": [
+                {"name": "app", "image": "x"},
+                {"name": "side", "image": "x", "env": [{"name": "STAKATER_DB_SECRET", "value": "old"}]}
+            ]
+        }))
+        .unwrap()
+    }
+
+    fn obs(kind: ResourceKind, name: &str, hash: &str) -> Observed {
+        Observed {
+            kind,
+            name: name.into(),
+            hash: hash.into(),
+            container: "app".into(),
+        }
+    }
+
+    fn annotations(pairs: &[(&str, &str)]) -> Annotations {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn first_sight_records_without_rolling() {
+        let spec = spec();
+        let w = Workload {
+            namespace: "ns",
+            annotations: None,
+            pod_annotations: None,
+            spec: &spec,
+        };
+        let p = plan(
+            &w,
+            &[obs(ResourceKind::Secret, "cfg", "h1")],
+            Strategy::EnvVars,
+            0,
+        );
+        assert!(p.rolled.is_empty());
+        assert_eq!(
+            p.patch,
+            Some(json!({"metadata": {"annotations": {LOCKSTEP_HASHES: r#"{"secret/cfg":"h1"}"#}}}))
+        );
+    }
+
+    #[test]
+    fn same_hash_writes_nothing_and_a_new_one_rolls_once() {
+        let spec = spec();
+        let a = annotations(&[(LOCKSTEP_HASHES, r#"{"secret/cfg":"h1"}"#)]);
+        let w = Workload {
+            namespace: "ns",
+            annotations: Some(&a),
+            pod_annotations: None,
+            spec: &spec,
+        };
+        assert_eq!(
+            plan(
+                &w,
+                &[obs(ResourceKind::Secret, "cfg", "h1")],
+                Strategy::EnvVars,
+                0
+            ),
+            Plan::default()
+        );
+        let p = plan(
+            &w,
+            &[obs(ResourceKind::Secret, "cfg", "h2")],
+            Strategy::EnvVars,
+            0,
+        );
+        assert_eq!(
+            p.rolled,
+            vec![(ResourceKind::Secret, "cfg".into(), "h2".into())]
+        );
+        assert_eq!(
+            p.patch,
+            Some(json!({
+                "metadata": {"annotations": {LOCKSTEP_HASHES: r#"{"secret/cfg":"h2"}"#}},
+                "spec": {"template": {"spec": {"containers": [
+                    {"name": "app", "env": [{"name": "STAKATER_CFG_SECRET", "value": "h2"}]}
+                ]}}}
+            }))
+        );
+    }
+
+    #[test]
+    fn reloader_env_var_is_the_baseline_and_is_updated_where_it_is() {
+        let spec = spec();
+        let w = Workload {
+            namespace: "ns",
+            annotations: None,
+            pod_annotations: None,
+            spec: &spec,
+        };
+        // Same hash as Reloader's: recorded, no roll.
+        let p = plan(
+            &w,
+            &[obs(ResourceKind::Secret, "db", "old")],
+            Strategy::EnvVars,
+            0,
+        );
+        assert!(p.rolled.is_empty());
+        // Different: rolls, and the existing variable on "side" is updated.
+        let p = plan(
+            &w,
+            &[obs(ResourceKind::Secret, "db", "new")],
+            Strategy::EnvVars,
+            0,
+        );
+        assert_eq!(p.rolled.len(), 1);
+        assert_eq!(
+            p.patch.unwrap()["spec"]["template"]["spec"]["containers"],
+            json!([{"name": "side", "env": [{"name": "STAKATER_DB_SECRET", "value": "new"}]}])
+        );
+    }
+
+    #[test]
+    fn reloader_annotation_is_the_baseline_for_the_resource_it_names() {
+        let spec = spec();
+        let pod = annotations(&[(
+            LAST_RELOADED_FROM,
+            r#"{"type":"CONFIGMAP","name":"cm","namespace":"ns","hash":"hc","containerRefs":["app"],"observedAt":1}"#,
+        )]);
+        let w = Workload {
+            namespace: "ns",
+            annotations: None,
+            pod_annotations: Some(&pod),
+            spec: &spec,
+        };
+        assert!(
+            plan(
+                &w,
+                &[obs(ResourceKind::ConfigMap, "cm", "hc")],
+                Strategy::Annotations,
+                5
+            )
+            .rolled
+            .is_empty()
+        );
+        // Another resource is not baselined by it: first sight.
+        assert!(
+            plan(
+                &w,
+                &[obs(ResourceKind::Secret, "cm", "zz")],
+                Strategy::Annotations,
+                5
+            )
+            .rolled
+            .is_empty()
+        );
+        let p = plan(
+            &w,
+            &[obs(ResourceKind::ConfigMap, "cm", "h2")],
+            Strategy::Annotations,
+            5,
+        );
+        let text = p.patch.unwrap()["spec"]["template"]["metadata"]["annotations"]
+            [LAST_RELOADED_FROM]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            text,
+            r#"{"type":"CONFIGMAP","name":"cm","namespace":"ns","hash":"h2","containerRefs":["app"],"observedAt":5}"#
+        );
+    }
+
+    #[test]
+    fn two_changes_make_one_patch() {
+        let spec = spec();
+        let a = annotations(&[(LOCKSTEP_HASHES, r#"{"configmap/c":"1","secret/s":"1"}"#)]);
+        let w = Workload {
+            namespace: "ns",
+            annotations: Some(&a),
+            pod_annotations: None,
+            spec: &spec,
+        };
+        let p = plan(
+            &w,
+            &[
+                obs(ResourceKind::Secret, "s", "2"),
+                obs(ResourceKind::ConfigMap, "c", "2"),
+            ],
+            Strategy::EnvVars,
+            0,
+        );
+        assert_eq!(p.rolled.len(), 2);
+        let env = &p.patch.unwrap()["spec"]["template"]["spec"]["containers"][0]["env"];
+        assert_eq!(env.as_array().unwrap().len(), 2);
+    }
+}
