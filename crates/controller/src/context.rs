@@ -62,6 +62,8 @@ pub struct Context {
     pub kubernetes_clients: lockstep_providers::kubernetes::KubernetesCache,
     /// Clients of `vault` and `openBao` stores, with their cached and renewed tokens.
     pub vault_clients: lockstep_providers::vault::VaultCache,
+    /// Clients of `aws` stores, reused until shortly before their credentials expire.
+    pub aws_clients: lockstep_providers::aws::AwsCache,
     /// Consecutive failures per ExternalSecret, for per-object backoff.
     failures: Mutex<HashMap<ObjectRef<ExternalSecret>, u32>>,
     /// Reconciles in flight per store.
@@ -82,6 +84,7 @@ impl Context {
             metrics: Metrics::default(),
             kubernetes_clients: Default::default(),
             vault_clients: Default::default(),
+            aws_clients: Default::default(),
             failures: Mutex::default(),
             store_slots: Mutex::default(),
         }

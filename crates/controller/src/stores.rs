@@ -196,6 +196,10 @@ pub async fn client(
             lockstep_providers::kubernetes::client(spec, &store_ctx, &ctx.kubernetes_clients)
                 .await?
         }
+        ("aws", p) => {
+            let spec = p.aws.as_ref().expect("configured");
+            lockstep_providers::aws::client(spec, &store_ctx, &ctx.aws_clients).await?
+        }
         (other, _) => return Err(Error::Unsupported(format!("provider {other:?}"))),
     };
     Ok((client, key))

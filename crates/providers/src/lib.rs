@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use lockstep_api::external_secret::{Find, RemoteRef};
 use lockstep_api::value::SecretValue;
 
+pub mod aws;
 pub mod context;
 mod error;
 pub mod fake;

@@ -1,4 +1,5 @@
 //! Provider tests against the real stores, without the controller.
 
+mod aws;
 mod kubernetes;
 mod openbao;
