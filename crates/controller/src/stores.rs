@@ -46,12 +46,14 @@ pub async fn resolve(
 ) -> Result<Resolution> {
     let (store_kind, spec, status) = match kind {
         StoreRefKind::SecretStore => {
-            let store = Api::<SecretStore>::namespaced(ctx.client.clone(), namespace)
-                .get_opt(name)
-                .await?
-                .ok_or_else(|| {
-                    Error::Store(format!("SecretStore {namespace}/{name} does not exist"))
-                })?;
+            let store = get_cached(
+                &Api::<SecretStore>::namespaced(ctx.client.clone(), namespace),
+                name,
+            )
+            .await?
+            .ok_or_else(|| {
+                Error::Store(format!("SecretStore {namespace}/{name} does not exist"))
+            })?;
             (
                 StoreKind::SecretStore,
                 store.spec.to_store_spec(),
@@ -64,8 +66,7 @@ pub async fn resolve(
                     "ClusterSecretStores are disabled in this controller".into(),
                 ));
             }
-            let store = Api::<ClusterSecretStore>::all(ctx.client.clone())
-                .get_opt(name)
+            let store = get_cached(&Api::<ClusterSecretStore>::all(ctx.client.clone()), name)
                 .await?
                 .ok_or_else(|| Error::Store(format!("ClusterSecretStore {name} does not exist")))?;
             let spec = store.spec.to_store_spec();
@@ -88,6 +89,19 @@ pub async fn resolve(
         spec,
         ready,
     })))
+}
+
+/// An object from the apiserver's watch cache (no quorum read to etcd): stores change rarely,
+/// and a change triggers a reconcile through the store watch anyway.
+async fn get_cached<K>(api: &Api<K>, name: &str) -> kube::Result<Option<K>>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.get_with(name, &kube::api::GetParams::any()).await {
+        Ok(obj) => Ok(Some(obj)),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Whether a ClusterSecretStore may be used from `namespace`: no conditions means every

@@ -15,7 +15,9 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, controller, watcher};
+use kube::runtime::{
+    Controller, Predicate, WatchStreamExt, controller, predicates, reflector, watcher,
+};
 use kube::{Api, ResourceExt};
 use lockstep_api::external_secret::{ExternalSecret, StoreRefKind};
 use lockstep_api::secret_store::{ClusterSecretStore, SecretStore};
@@ -62,8 +64,26 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         well_known::LABEL_MANAGED,
         well_known::LABEL_MANAGED_VALUE
     );
-    let controller = Controller::new(es_api, watcher::Config::default().any_semantic());
-    let store = controller.store();
+    // ExternalSecrets are cached without managedFields (often half of an object, never read)
+    // and only changes of generation, labels, annotations or finalizers trigger a reconcile:
+    // Lockstep's own status writes do not.
+    let (store, writer) = reflector::store();
+    let trigger = watcher(es_api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(|es| {
+            es.managed_fields_mut().clear();
+        })
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation
+                .combine(predicates::labels)
+                .combine(predicates::annotations)
+                .combine(predicates::finalizers),
+            Default::default(),
+        );
+    let controller = Controller::for_stream(trigger, store.clone());
+    let memory = Arc::new(reconcile::SyncMemory::default());
 
     let by_secret = store.clone();
     let by_store = store.clone();
@@ -122,7 +142,11 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     controller
         .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .run(
+            move |es, ctx| reconcile::reconcile(es, ctx, memory.clone()),
+            reconcile::error_policy,
+            ctx,
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "externalsecret controller");

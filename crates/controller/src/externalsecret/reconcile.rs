@@ -26,11 +26,57 @@ use crate::error::{Error, Result};
 use crate::metrics::ObjectLabels;
 use crate::scrub::scrub;
 
+/// What this controller last synced, per ExternalSecret (by uid): the `syncedResourceVersion`
+/// and `refreshTime` it wrote. The watch cache can still hold the object without that status
+/// when the next event (often Lockstep's own Secret write) arrives; reading the status from
+/// here avoids syncing the same ExternalSecret twice.
+#[derive(Debug, Default)]
+pub struct SyncMemory(std::sync::Mutex<std::collections::HashMap<String, (String, Time)>>);
+
+impl SyncMemory {
+    fn remember(&self, uid: &str, status: &ExternalSecretStatus) {
+        if let (Some(rv), Some(t)) = (&status.synced_resource_version, &status.refresh_time) {
+            self.0
+                .lock()
+                .expect("sync memory lock")
+                .insert(uid.to_owned(), (rv.clone(), t.clone()));
+        }
+    }
+
+    fn forget(&self, uid: &str) {
+        self.0.lock().expect("sync memory lock").remove(uid);
+    }
+
+    /// `es` with its sync status as this controller last wrote it, when that is newer than
+    /// what the cache holds.
+    fn effective(&self, es: &ExternalSecret) -> ExternalSecret {
+        let uid = es.metadata.uid.clone().unwrap_or_default();
+        let remembered = self.0.lock().expect("sync memory lock").get(&uid).cloned();
+        let mut es = es.clone();
+        if let Some((rv, t)) = remembered {
+            let status = es.status.get_or_insert_default();
+            if status
+                .refresh_time
+                .as_ref()
+                .is_none_or(|cached| cached.0 < t.0)
+            {
+                status.refresh_time = Some(t);
+                status.synced_resource_version = Some(rv);
+            }
+        }
+        es
+    }
+}
+
 /// The refresh interval when the spec does not set one (ESO's default).
 const DEFAULT_REFRESH: Duration = Duration::from_secs(3600);
 
 /// Reconciles one ExternalSecret.
-pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Action> {
+pub async fn reconcile(
+    es: Arc<ExternalSecret>,
+    ctx: Arc<Context>,
+    memory: Arc<SyncMemory>,
+) -> Result<Action> {
     let started = Instant::now();
     let namespace = es.namespace().unwrap_or_default();
     let name = es.name_any();
@@ -42,12 +88,13 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
     let api = Api::<ExternalSecret>::namespaced(ctx.client.clone(), &namespace);
 
     if es.meta().deletion_timestamp.is_some() {
+        memory.forget(&es.uid().unwrap_or_default());
         return cleanup(&ctx, &api, &es).await;
     }
     ensure_finalizer(&api, &es).await?;
 
     let mut seen: Vec<SecretValue> = Vec::new();
-    let result = sync(&ctx, &api, &es, &mut seen).await;
+    let result = sync(&ctx, &api, &es, &memory, &mut seen).await;
     ctx.metrics
         .reconcile_duration
         .get_or_create(&labels)
@@ -232,9 +279,11 @@ fn next_refresh(es: &ExternalSecret, interval: Duration) -> Action {
 async fn sync(
     ctx: &Context,
     api: &Api<ExternalSecret>,
-    es: &ExternalSecret,
+    cached: &ExternalSecret,
+    memory: &SyncMemory,
     seen: &mut Vec<SecretValue>,
 ) -> Result<Action> {
+    let es = &memory.effective(cached);
     let namespace = es.namespace().unwrap_or_default();
     let name = es.name_any();
     validate::validate(&es.spec)?;
@@ -244,7 +293,16 @@ async fn sync(
     let creation = target.creation_policy.unwrap_or_default();
     let deletion = target.deletion_policy.unwrap_or_default();
     let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
-    let existing = secrets.get_opt(&target_name).await?;
+    // From the apiserver's watch cache: a stale answer at worst makes a write conflict, which
+    // is retried; a quorum read per sync would cost a round trip to etcd.
+    let existing = match secrets
+        .get_with(&target_name, &kube::api::GetParams::any())
+        .await
+    {
+        Ok(s) => Some(s),
+        Err(kube::Error::Api(e)) if e.code == 404 => None,
+        Err(e) => return Err(e.into()),
+    };
 
     // In sync and not due: no provider call and no write (this is what makes a takeover from
     // ESO free). An Orphan Secret counts as valid whatever it holds, as in ESO.
@@ -326,7 +384,8 @@ async fn sync(
             "secret deleted due to DeletionPolicy",
         );
         status.binding = None;
-        status::write(api, es, status).await?;
+        status::write(api, es, status.clone()).await?;
+        memory.remember(&es.uid().unwrap_or_default(), &status);
         ctx.metrics
             .set_condition(&name, &namespace, "Ready", "True");
         return Ok(next_refresh(es, interval));
@@ -357,7 +416,16 @@ async fn sync(
                 .unwrap_or_default();
             let desired =
                 build::desired_secret(es, &target_name, fetched.data, existing.as_ref(), &owned)?;
-            if creation == CreationPolicy::Owner {
+            // A renamed target leaves the old Secret behind: status.binding names the Secret
+            // of the last sync (ESO's status, so this works after a takeover too).
+            let previous = es
+                .status
+                .as_ref()
+                .and_then(|s| s.binding.as_ref())
+                .map(|b| b.name.as_str());
+            if creation == CreationPolicy::Owner
+                && previous.is_some_and(|p| !p.is_empty() && p != target_name)
+            {
                 write::delete_orphans(
                     &secrets,
                     &namespace,
@@ -382,7 +450,8 @@ async fn sync(
         }
     }
     finish(&mut status, reason::SYNCED, "secret synced");
-    status::write(api, es, status).await?;
+    status::write(api, es, status.clone()).await?;
+    memory.remember(&es.uid().unwrap_or_default(), &status);
     ctx.metrics
         .set_condition(&name, &namespace, "Ready", "True");
     Ok(next_refresh(es, interval))

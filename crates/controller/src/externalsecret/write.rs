@@ -78,7 +78,7 @@ pub async fn delete_orphans(
         hash::created_by_label(namespace, es_name)
     );
     let secrets = api
-        .list_metadata(&ListParams::default().labels(&selector))
+        .list_metadata(&ListParams::default().labels(&selector).match_any())
         .await?;
     for s in secrets {
         let name = s.metadata.name.clone().unwrap_or_default();
