@@ -27,7 +27,8 @@ pub use value::Value;
 pub struct Limits {
     /// Evaluation steps (nodes, commands, loop iterations, and work inside functions).
     pub max_steps: u64,
-    /// Nesting of `{{template}}` calls.
+    /// Nesting of executed lists: `{{template}}` calls and the bodies of `if`, `with` and
+    /// `range` each count one level.
     pub max_depth: usize,
     /// Bytes of output, and of any single value a function builds.
     pub max_output: usize,
@@ -36,11 +37,11 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// One million steps, depth 100, 1 MiB (a Secret's size limit), one second.
+    /// One million steps, depth 200, 1 MiB (a Secret's size limit), one second.
     fn default() -> Limits {
         Limits {
             max_steps: 1_000_000,
-            max_depth: 100,
+            max_depth: 200,
             max_output: 1 << 20,
             cpu_time: Duration::from_secs(1),
         }

@@ -93,10 +93,29 @@ impl Exec<'_> {
     }
 
     fn walk(&mut self, dot: &Value, list: &[Node]) -> Result<(), Ctl> {
-        for n in list {
-            self.node(dot, n)?;
+        // Every nested list (bodies of if/range/with/template) counts towards the depth limit,
+        // so that no template can exhaust the stack.
+        if self.depth >= self.limits.max_depth {
+            return Err(ExecError {
+                pos: 0,
+                msg: format!(
+                    "exceeded maximum template depth ({})",
+                    self.limits.max_depth
+                ),
+                kind: ErrorKind::Limit,
+            }
+            .into());
         }
-        Ok(())
+        self.depth += 1;
+        let mut r = Ok(());
+        for n in list {
+            r = self.node(dot, n);
+            if r.is_err() {
+                break;
+            }
+        }
+        self.depth -= 1;
+        r
     }
 
     fn node(&mut self, dot: &Value, n: &Node) -> Result<(), Ctl> {
@@ -180,7 +199,6 @@ impl Exec<'_> {
                 let saved = std::mem::replace(&mut self.vars, vec![("$".into(), new_dot.clone())]);
                 let r = self.walk(&new_dot, &body);
                 self.vars = saved;
-                self.depth -= 1;
                 match r {
                     Ok(()) => {}
                     Err(Ctl::Err(e)) => return Err(Ctl::Err(e)),
@@ -197,6 +215,7 @@ impl Exec<'_> {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn range(
         &mut self,
         pos: usize,
@@ -206,62 +225,56 @@ impl Exec<'_> {
         list: &[Node],
         else_list: &[Node],
     ) -> Result<(), Ctl> {
-        let items: Vec<(Value, Value)> = match &v {
-            Value::List(l, _) => l
-                .iter()
-                .enumerate()
-                .map(|(i, e)| (Value::Int(i as i64), e.clone()))
-                .collect(),
-            Value::Map(m, _) => m
-                .borrow()
-                .iter()
-                .map(|(k, e)| (Value::str(k), e.clone()))
-                .collect(),
+        let items: Box<dyn Iterator<Item = (Value, Value)>> = match &v {
+            Value::List(l, _) => {
+                let l = l.clone();
+                let n = l.len();
+                Box::new((0..n).map(move |i| (Value::Int(i as i64), l[i].clone())))
+            }
+            Value::Map(m, _) => {
+                let entries: Vec<(Value, Value)> = m
+                    .borrow()
+                    .iter()
+                    .map(|(k, e)| (Value::str(k), e.clone()))
+                    .collect();
+                Box::new(entries.into_iter())
+            }
             Value::Int(n) | Value::Int64(n) => {
                 if pipe.decl.len() > 1 {
-                    return Err(fail::<()>(
-                        pos,
-                        "can't use an integer to iterate over more than one variable",
-                    )
-                    .unwrap_err()
-                    .into());
-                }
-                let n = (*n).max(0);
-                if n as u64 > self.limits.max_steps {
                     return Err(ExecError {
                         pos,
-                        msg: "range exceeds the step limit".into(),
-                        kind: ErrorKind::Limit,
+                        msg: "can't use an integer to iterate over more than one variable".into(),
+                        kind: ErrorKind::Exec,
                     }
                     .into());
                 }
-                let mk = |i: i64| {
-                    if matches!(v, Value::Int64(_)) {
+                let int64 = matches!(v, Value::Int64(_));
+                let mk = move |i: i64| {
+                    if int64 {
                         Value::Int64(i)
                     } else {
                         Value::Int(i)
                     }
                 };
-                (0..n).map(|i| (mk(i), mk(i))).collect()
+                Box::new((0..(*n).max(0)).map(move |i| (mk(i), mk(i))))
             }
-            Value::Nil => Vec::new(),
+            Value::Nil => Box::new(std::iter::empty()),
             other => {
-                return Err(fail::<()>(
+                return Err(ExecError {
                     pos,
-                    format!(
+                    msg: format!(
                         "range can't iterate over a value of type {}",
                         other.type_name()
                     ),
-                )
-                .unwrap_err()
+                    kind: ErrorKind::Exec,
+                }
                 .into());
             }
         };
-        if items.is_empty() {
-            return self.walk(dot, else_list);
-        }
         let mark = self.vars.len();
+        let mut any = false;
         for (idx, elem) in items {
+            any = true;
             self.step(pos)?;
             match pipe.decl.len() {
                 0 => {}
@@ -278,6 +291,9 @@ impl Exec<'_> {
                 Err(Ctl::Break) => break,
                 Err(e) => return Err(e),
             }
+        }
+        if !any {
+            return self.walk(dot, else_list);
         }
         Ok(())
     }

@@ -604,9 +604,15 @@ enum Stop {
     Eof,
 }
 
+/// Nesting of control structures and parenthesized pipelines beyond which a template is
+/// refused (the parser and executor recurse on it; Go has no such limit but no template
+/// written by hand comes near it).
+pub const MAX_NEST: usize = 100;
+
 struct Parser<'f> {
     toks: Vec<Token>,
     i: usize,
+    nest: usize,
     vars: Vec<String>,
     range_depth: usize,
     defs: BTreeMap<Vec<u8>, Rc<Vec<Node>>>,
@@ -630,6 +636,7 @@ pub fn parse(
     let mut p = Parser {
         toks,
         i: 0,
+        nest: 0,
         vars: vec!["$".into()],
         range_depth: 0,
         defs: BTreeMap::new(),
@@ -668,7 +675,25 @@ impl Parser<'_> {
         Ok(())
     }
 
+    fn enter(&mut self) -> PResult<()> {
+        self.nest += 1;
+        if self.nest > MAX_NEST {
+            return err(
+                self.pos(),
+                format!("template nested more than {MAX_NEST} levels deep"),
+            );
+        }
+        Ok(())
+    }
+
     fn list(&mut self, top: bool) -> PResult<(Vec<Node>, Stop)> {
+        self.enter()?;
+        let r = self.list_inner(top);
+        self.nest -= 1;
+        r
+    }
+
+    fn list_inner(&mut self, top: bool) -> PResult<(Vec<Node>, Stop)> {
         let mut nodes = Vec::new();
         loop {
             let t = self.next();
@@ -1008,8 +1033,10 @@ impl Parser<'_> {
             Tok::Str(s) => Arg::Str(Rc::from(s)),
             Tok::LParen => {
                 self.next();
-                let p = self.pipeline("parenthesized pipeline", false)?;
-                return Ok(Some(Arg::Pipe(Box::new(p))));
+                self.enter()?;
+                let p = self.pipeline("parenthesized pipeline", false);
+                self.nest -= 1;
+                return Ok(Some(Arg::Pipe(Box::new(p?))));
             }
             _ => return Ok(None),
         };

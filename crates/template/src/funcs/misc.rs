@@ -303,7 +303,7 @@ fn regex_split(a: &[Value]) -> FResult {
         parts.push(hay[beg..end].to_vec());
         beg = m.end();
     }
-    if end != hay.len() || beg <= hay.len() {
+    if end != hay.len() {
         parts.push(hay[beg..].to_vec());
     }
     Ok(strings_value(parts))
