@@ -42,6 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 GO_KUBE = ROOT / "go" / "kube"
 GO_ETCD = ROOT / "go" / "etcd"
+AWS_PROXY = ROOT / "awsproxy.py"
 REQUIREMENTS = ROOT / "requirements.txt"
 
 CACHE = Path(os.environ.get("LOCKSTEP_CACHE", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lockstep"))
@@ -396,7 +397,7 @@ class Environment:
         say(f"starting servers on loopback (state in {st})")
         make_certs(st)
 
-        etcd_client, etcd_peer, api_port, kcm_port, moto_port = free_ports(5)
+        etcd_client, etcd_peer, api_port, kcm_port, moto_port, moto_iam_port, proxy_port = free_ports(7)
         (bao_port,) = free_ports(1, pair=True)  # OpenBao's cluster listener takes port + 1
 
         # etcd
@@ -413,6 +414,12 @@ class Environment:
         # moto and OpenBao start while etcd and the apiserver come up.
         moto = self._spawn("moto", [str(venv / "bin" / "moto_server"), "-H", "127.0.0.1",
                                     "-p", str(moto_port)])
+        # A second moto that enforces IAM (signatures and policies) after the first
+        # MOTO_IAM_BOOTSTRAP_ACTIONS actions, which create its admin user (below).
+        moto_iam = self._spawn("moto-iam", [str(venv / "bin" / "moto_server"), "-H", "127.0.0.1",
+                                            "-p", str(moto_iam_port)],
+                               env={**os.environ,
+                                    "INITIAL_NO_AUTH_ACTION_COUNT": str(MOTO_IAM_BOOTSTRAP_ACTIONS)})
         bao_token = "root-" + secrets.token_hex(12)
         bao_home = st / "openbao-home"
         bao_home.mkdir()
@@ -515,6 +522,24 @@ class Environment:
             timeout=60)
         wait_until("moto", moto, lambda: http(f"http://127.0.0.1:{moto_port}/moto-api/")[0] < 500,
                    timeout=60)
+        moto_iam_url = f"http://127.0.0.1:{moto_iam_port}"
+        wait_until("moto (IAM enforced)", moto_iam,
+                   lambda: http(f"{moto_iam_url}/moto-api/")[0] < 500, timeout=60)
+        iam_admin = bootstrap_moto_iam(venv, moto_iam_url)
+
+        # Our AWS front: every AWS call of the tests goes through it (AWS_ENDPOINT_URL).
+        token_file = st / "awsproxy.token"
+        token_file.write_text(admin_token)
+        token_file.chmod(0o600)
+        proxy_url = f"http://127.0.0.1:{proxy_port}"
+        proxy = self._spawn("awsproxy", [
+            sys.executable, str(AWS_PROXY), f"--port={proxy_port}",
+            f"--upstream=moto=http://127.0.0.1:{moto_port}", f"--upstream=moto-iam={moto_iam_url}",
+            f"--kube-server={server}", f"--kube-ca={st / 'ca.crt'}",
+            f"--kube-token-file={token_file}",
+        ])
+        wait_until("the AWS proxy", proxy,
+                   lambda: http(f"{proxy_url}/lockstep-admin/log")[0] == 200, timeout=30)
 
         self.vars = {
             "LOCKSTEP_TESTENV_DIR": str(st),
@@ -537,7 +562,12 @@ class Environment:
             "BAO_ADDR": f"https://127.0.0.1:{bao_port}",
             "BAO_CACERT": str(bao_ca),
             "BAO_TOKEN": bao_token,
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}",
+            "AWS_ENDPOINT_URL": proxy_url,
+            "LOCKSTEP_AWS_PROXY": proxy_url,
+            "LOCKSTEP_MOTO_URL": f"http://127.0.0.1:{moto_port}",
+            "LOCKSTEP_MOTO_IAM_URL": moto_iam_url,
+            "LOCKSTEP_MOTO_IAM_ADMIN_KEY_ID": iam_admin["AccessKeyId"],
+            "LOCKSTEP_MOTO_IAM_ADMIN_SECRET_KEY": iam_admin["SecretAccessKey"],
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_REGION": "us-east-1",
@@ -550,7 +580,8 @@ class Environment:
         env_file.write_text("".join(f"{k}={shell_quote(v)}\n" for k, v in self.vars.items()))
         self.vars["LOCKSTEP_TESTENV"] = str(env_file)
         say(f"environment up in {time.monotonic() - started:.1f}s: kube-apiserver {KUBE_VERSION} at "
-            f"{server}, OpenBao at {self.vars['BAO_ADDR']}, moto at {self.vars['AWS_ENDPOINT_URL']}")
+            f"{server}, OpenBao at {self.vars['BAO_ADDR']}, moto behind the AWS proxy at "
+            f"{self.vars['AWS_ENDPOINT_URL']}")
         return self.vars
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
@@ -566,6 +597,30 @@ class Environment:
         if self.state is not None:
             shutil.rmtree(self.state, ignore_errors=True)
             self.state = None
+
+
+MOTO_IAM_BOOTSTRAP_ACTIONS = 3
+
+# Runs in the virtualenv (boto3 comes with moto): the admin user of the IAM-enforcing moto,
+# created with exactly MOTO_IAM_BOOTSTRAP_ACTIONS unauthenticated actions.
+MOTO_IAM_BOOTSTRAP = """
+import json, sys, boto3
+iam = boto3.client("iam", endpoint_url=sys.argv[1], region_name="us-east-1",
+                   aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+iam.create_user(UserName="lockstep-testenv-admin")
+iam.put_user_policy(UserName="lockstep-testenv-admin", PolicyName="admin", PolicyDocument=json.dumps(
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+key = iam.create_access_key(UserName="lockstep-testenv-admin")["AccessKey"]
+print(json.dumps({"AccessKeyId": key["AccessKeyId"], "SecretAccessKey": key["SecretAccessKey"]}))
+"""
+
+
+def bootstrap_moto_iam(venv: Path, url: str) -> dict[str, str]:
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", MOTO_IAM_BOOTSTRAP, url],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        fail(f"could not create the admin user of the IAM-enforcing moto: {out.stderr[-2000:]}")
+    return json.loads(out.stdout)
 
 
 def shell_quote(v: str) -> str:

@@ -23,7 +23,7 @@ use crate::sync::{create_es, create_store, value, wait_ready_reason, wait_secret
 const PASSWORD: &str = "canary-aws-5f1c";
 
 /// The SDK configuration the tests seed moto with (the environment's dummy credentials).
-async fn sdk() -> aws_config::SdkConfig {
+pub(crate) async fn sdk() -> aws_config::SdkConfig {
     let env = test_env();
     assert_eq!(
         std::env::var("AWS_ENDPOINT_URL").ok().as_deref(),
@@ -37,16 +37,16 @@ async fn sdk() -> aws_config::SdkConfig {
         .await
 }
 
-async fn sm() -> aws_sdk_secretsmanager::Client {
+pub(crate) async fn sm() -> aws_sdk_secretsmanager::Client {
     aws_sdk_secretsmanager::Client::new(&sdk().await)
 }
 
-async fn ssm() -> aws_sdk_ssm::Client {
+pub(crate) async fn ssm() -> aws_sdk_ssm::Client {
     aws_sdk_ssm::Client::new(&sdk().await)
 }
 
 /// A Secret holding the environment's dummy AWS keys.
-async fn key_secret(client: &Client, ns: &str) {
+pub(crate) async fn key_secret(client: &Client, ns: &str) {
     let secret: Secret = serde_json::from_value(json!({
         "metadata": { "name": "aws-keys" },
         "stringData": { "id": "testing", "secret": "testing" }
@@ -58,18 +58,18 @@ async fn key_secret(client: &Client, ns: &str) {
         .expect("aws-keys Secret");
 }
 
-fn secret_ref_auth() -> serde_json::Value {
+pub(crate) fn secret_ref_auth() -> serde_json::Value {
     json!({ "secretRef": {
         "accessKeyIDSecretRef": { "name": "aws-keys", "key": "id" },
         "secretAccessKeySecretRef": { "name": "aws-keys", "key": "secret" }
     } })
 }
 
-fn spec(v: serde_json::Value) -> AwsProvider {
+pub(crate) fn spec(v: serde_json::Value) -> AwsProvider {
     serde_json::from_value(v).expect("aws provider spec")
 }
 
-fn ctx(client: &Client, ns: &str, name: &str) -> StoreContext {
+pub(crate) fn ctx(client: &Client, ns: &str, name: &str) -> StoreContext {
     StoreContext {
         kube: client.clone(),
         kind: StoreKind::SecretStore,
@@ -78,7 +78,7 @@ fn ctx(client: &Client, ns: &str, name: &str) -> StoreContext {
     }
 }
 
-fn remote(key: &str) -> RemoteRef {
+pub(crate) fn remote(key: &str) -> RemoteRef {
     RemoteRef::key(key)
 }
 
@@ -86,7 +86,7 @@ fn text(v: lockstep_api::value::SecretValue) -> String {
     String::from_utf8(v.into_bytes()).expect("utf-8")
 }
 
-async fn get(c: &Arc<dyn SecretsClient>, r: RemoteRef) -> String {
+pub(crate) async fn get(c: &Arc<dyn SecretsClient>, r: RemoteRef) -> String {
     text(
         c.get_secret(&r)
             .await
@@ -415,6 +415,15 @@ async fn jwt_auth_assumes_the_service_accounts_role_and_roles_chain() {
         .send()
         .await
         .expect("create");
+    // The AWS proxy of the test environment checks the token like IAM's trust policy.
+    let role = format!("arn:aws:iam::123456789012:role/{name}-reader");
+    crate::providers::aws_proxy::AwsProxy::new()
+        .trust(
+            &role,
+            &[format!("system:serviceaccount:{}:reader", ns.name())],
+            &[],
+        )
+        .await;
     for (namespace, sa, annotated) in [
         (ns.name(), "reader", true),
         (ns.name(), "plain", false),
@@ -422,9 +431,7 @@ async fn jwt_auth_assumes_the_service_accounts_role_and_roles_chain() {
     ] {
         let mut meta = json!({ "name": sa });
         if annotated {
-            meta["annotations"] = json!({
-                "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/reader"
-            });
+            meta["annotations"] = json!({ "eks.amazonaws.com/role-arn": role });
         }
         let account: ServiceAccount =
             serde_json::from_value(json!({ "metadata": meta })).expect("sa");

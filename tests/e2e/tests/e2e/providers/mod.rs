@@ -1,5 +1,6 @@
 //! Provider tests against the real stores, without the controller.
 
 mod aws;
+pub(crate) mod aws_proxy;
 mod kubernetes;
 mod openbao;

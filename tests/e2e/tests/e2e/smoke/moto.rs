@@ -1,5 +1,6 @@
-//! moto in server mode: Secrets Manager, Parameter Store and STS speak the real AWS wire
-//! protocol to the official AWS SDK for Rust.
+//! moto in server mode, behind the environment's AWS proxy (`AWS_ENDPOINT_URL`): Secrets
+//! Manager, Parameter Store and STS speak the real AWS wire protocol to the official AWS SDK
+//! for Rust.
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_secretsmanager::primitives::Blob;
@@ -123,11 +124,23 @@ async fn sts_assume_role_with_web_identity_accepts_a_token_request_token() {
     let ns = TestNamespace::create(&client, "smoke-sts").await;
     default_service_account(&client, ns.name()).await;
     let jwt = token_for(&client, ns.name(), "default", "sts.amazonaws.com").await;
+    // The proxy checks the token like an IAM trust policy: trust this namespace's default.
+    let role = format!(
+        "arn:aws:iam::123456789012:role/{}",
+        unique_name("lockstep-smoke")
+    );
+    crate::providers::aws_proxy::AwsProxy::new()
+        .trust(
+            &role,
+            &[format!("system:serviceaccount:{}:default", ns.name())],
+            &[],
+        )
+        .await;
 
     let sts = aws_sdk_sts::Client::new(&sdk_config().await);
     let out = sts
         .assume_role_with_web_identity()
-        .role_arn("arn:aws:iam::123456789012:role/lockstep-smoke")
+        .role_arn(&role)
         .role_session_name("lockstep-smoke")
         .web_identity_token(jwt)
         .send()

@@ -1,0 +1,739 @@
+//! The aws provider behind the test environment's AWS proxy (`testenv/awsproxy.py`): IRSA
+//! trust checked like IAM (TokenReview of the web-identity token against the apiserver, subject
+//! and audience matched against the role's trust), throttling, server errors and partial batch
+//! answers injected on demand, and IAM-enforced refusals from the moto that enforces IAM.
+//!
+//! Faults are matched by a name unique to each test, so tests running in parallel never see
+//! each other's faults; the proxy's request log is how calls are counted.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use kube::api::PostParams;
+use kube::{Api, Client};
+use lockstep_api::external_secret::ExternalSecret;
+use lockstep_api::secret_store::SecretStore;
+use lockstep_e2e::{
+    Lockstep, TIMEOUT, TestNamespace, ensure_crds, eventually, test_env, unique_name,
+};
+use lockstep_providers::ProviderError;
+use lockstep_providers::aws::{AwsCache, client};
+use serde_json::{Value, json};
+
+use super::aws::{ctx, get, key_secret, remote, secret_ref_auth, sm, spec, ssm};
+use crate::sync::{create_es, create_store, patch_es, value, wait_ready_reason, wait_secret};
+
+/// The admin endpoint of the environment's AWS proxy.
+pub(crate) struct AwsProxy {
+    url: String,
+    http: reqwest::Client,
+}
+
+impl AwsProxy {
+    pub(crate) fn new() -> Self {
+        Self {
+            url: test_env().var("LOCKSTEP_AWS_PROXY").to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn post(&self, what: &str, body: Value) {
+        let resp = self
+            .http
+            .post(format!("{}/lockstep-admin/{what}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("AWS proxy {what}: {e}"));
+        assert!(resp.status().is_success(), "AWS proxy {what}: {resp:?}");
+    }
+
+    /// `role` trusts these ServiceAccount usernames, for these audiences (default
+    /// `sts.amazonaws.com`), like an IAM trust policy on an EKS OIDC provider.
+    pub(crate) async fn trust(&self, role: &str, subjects: &[String], audiences: &[&str]) {
+        self.post(
+            "trust",
+            json!({ "role": role, "subjects": subjects, "audiences": audiences }),
+        )
+        .await;
+    }
+
+    /// The next `count` calls of `action` naming `matching` fail with `kind`
+    /// (`throttle`, `5xx` or `partial`).
+    pub(crate) async fn fault(&self, action: &str, kind: &str, matching: &str, count: u32) {
+        self.post(
+            "fault",
+            json!({ "action": action, "kind": kind, "match": matching, "count": count }),
+        )
+        .await;
+    }
+
+    /// Drops the faults injected for `matching`.
+    pub(crate) async fn clear(&self, matching: &str) {
+        self.post("clear", json!({ "match": matching })).await;
+    }
+
+    /// Calls signed with `access_key_id` go to the moto that enforces IAM.
+    pub(crate) async fn route_to_iam(&self, access_key_id: &str) {
+        self.post(
+            "route",
+            json!({ "access_key_id": access_key_id, "upstream": "moto-iam" }),
+        )
+        .await;
+    }
+
+    /// Every request the proxy has seen (identifiers only, never values).
+    pub(crate) async fn log(&self) -> Vec<Value> {
+        self.http
+            .get(format!("{}/lockstep-admin/log", self.url))
+            .send()
+            .await
+            .expect("AWS proxy log")
+            .json()
+            .await
+            .expect("AWS proxy log JSON")
+    }
+
+    /// The statuses of the calls of `action` naming `id` (exactly), in order.
+    pub(crate) async fn statuses(&self, action: &str, id: &str) -> Vec<u64> {
+        self.log()
+            .await
+            .iter()
+            .filter(|e| e["action"] == action)
+            .filter(|e| {
+                e["ids"]
+                    .as_array()
+                    .is_some_and(|ids| ids.iter().any(|i| i == id))
+            })
+            .filter_map(|e| e["status"].as_u64())
+            .collect()
+    }
+}
+
+async fn service_account(admin: &Client, ns: &str, name: &str, annotations: Value) {
+    let account: ServiceAccount = serde_json::from_value(json!({
+        "metadata": { "name": name, "annotations": annotations }
+    }))
+    .expect("sa");
+    Api::<ServiceAccount>::namespaced(admin.clone(), ns)
+        .create(&PostParams::default(), &account)
+        .await
+        .expect("ServiceAccount");
+}
+
+fn jwt_spec(sa: &str) -> lockstep_api::providers::aws::AwsProvider {
+    spec(json!({ "service": "SecretsManager", "region": "us-east-1",
+        "auth": { "jwt": { "serviceAccountRef": { "name": sa } } } }))
+}
+
+/// The Ready condition's message of an ExternalSecret.
+async fn ready_message(admin: &Client, ns: &str, name: &str) -> String {
+    let es = Api::<ExternalSecret>::namespaced(admin.clone(), ns)
+        .get(name)
+        .await
+        .expect("ExternalSecret");
+    es.status
+        .and_then(|s| s.conditions)
+        .and_then(|c| c.into_iter().find(|c| c.type_ == "Ready"))
+        .and_then(|c| c.message)
+        .unwrap_or_default()
+}
+
+async fn force_sync(admin: &Client, ns: &str, name: &str) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos()
+        .to_string();
+    patch_es(
+        admin,
+        ns,
+        name,
+        json!({ "metadata": { "annotations": { "external-secrets.io/force-sync": now } } }),
+    )
+    .await;
+}
+
+async fn secret_value(admin: &Client, ns: &str, name: &str, key: &str) -> Option<String> {
+    let s = Api::<Secret>::namespaced(admin.clone(), ns)
+        .get_opt(name)
+        .await
+        .expect("get Secret")?;
+    value(&s, key)
+}
+
+#[tokio::test]
+async fn irsa_trust_is_checked_by_token_review_subject_and_audience() {
+    let admin = test_env().admin_client().await;
+    let ns = TestNamespace::create(&admin, "aws-trust").await;
+    let proxy = AwsProxy::new();
+    let name = unique_name("trust");
+    sm().await
+        .create_secret()
+        .name(&name)
+        .secret_string("trusted-value")
+        .send()
+        .await
+        .expect("create");
+    let role = format!("arn:aws:iam::123456789012:role/{name}");
+    let unknown_role = format!("arn:aws:iam::123456789012:role/{name}-nobody");
+    let subject = |sa: &str| format!("system:serviceaccount:{}:{sa}", ns.name());
+    proxy
+        .trust(&role, &[subject("trusted"), subject("other-audience")], &[])
+        .await;
+    let arn = |r: &str| json!({ "eks.amazonaws.com/role-arn": r });
+    service_account(&admin, ns.name(), "trusted", arn(&role)).await;
+    service_account(&admin, ns.name(), "untrusted", arn(&role)).await;
+    service_account(&admin, ns.name(), "unknown-role", arn(&unknown_role)).await;
+    service_account(
+        &admin,
+        ns.name(),
+        "other-audience",
+        json!({ "eks.amazonaws.com/role-arn": role, "eks.amazonaws.com/audience": "other.example" }),
+    )
+    .await;
+
+    let cache = AwsCache::default();
+    let c = client(
+        &jwt_spec("trusted"),
+        &ctx(&admin, ns.name(), "trusted"),
+        &cache,
+    )
+    .await
+    .expect("the trusted ServiceAccount gets credentials");
+    assert_eq!(get(&c, remote(&name)).await, "trusted-value");
+
+    // Not in the trust, a role nobody is trusted for, a token for another audience: refused.
+    for sa in ["untrusted", "unknown-role", "other-audience"] {
+        let err = client(&jwt_spec(sa), &ctx(&admin, ns.name(), sa), &cache)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{sa}: credentials from an untrusted token"));
+        assert!(
+            matches!(err, ProviderError::AccessDenied(_)),
+            "{sa}: AccessDenied expected, got {err}"
+        );
+        assert!(
+            err.to_string().contains("AssumeRoleWithWebIdentity"),
+            "{err}"
+        );
+    }
+
+    // The proxy really reviewed the tokens: who was accepted, who was refused.
+    let log = proxy.log().await;
+    let reviewed: Vec<(String, u64)> = log
+        .iter()
+        .filter(|e| e["action"] == "sts.AssumeRoleWithWebIdentity")
+        .filter(|e| {
+            e["subject"]
+                .as_str()
+                .is_some_and(|s| s.contains(&format!(":{}:", ns.name())))
+        })
+        .map(|e| {
+            (
+                e["subject"].as_str().unwrap_or_default().to_owned(),
+                e["status"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert!(
+        reviewed.contains(&(subject("trusted"), 200)),
+        "{reviewed:?}"
+    );
+    assert!(
+        reviewed.contains(&(subject("untrusted"), 403)),
+        "{reviewed:?}"
+    );
+    // The other audience's token is not valid for sts.amazonaws.com: not authenticated at all.
+    assert!(
+        !reviewed
+            .iter()
+            .any(|(s, _)| s == &subject("other-audience")),
+        "{reviewed:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_untrusted_service_account_gets_access_denied_not_a_secret() {
+    let admin = test_env().admin_client().await;
+    ensure_crds(&admin).await;
+    let ns = TestNamespace::create(&admin, "aws-untrusted").await;
+    let proxy = AwsProxy::new();
+    let name = unique_name("untrusted");
+    sm().await
+        .create_secret()
+        .name(&name)
+        .secret_string("only-for-the-trusted")
+        .send()
+        .await
+        .expect("create");
+    let role = format!("arn:aws:iam::123456789012:role/{name}");
+    proxy
+        .trust(
+            &role,
+            &[format!("system:serviceaccount:{}:trusted", ns.name())],
+            &[],
+        )
+        .await;
+    for sa in ["trusted", "untrusted"] {
+        service_account(
+            &admin,
+            ns.name(),
+            sa,
+            json!({ "eks.amazonaws.com/role-arn": role }),
+        )
+        .await;
+    }
+    let lockstep = Lockstep::start(admin.clone(), ns.name());
+    for sa in ["trusted", "untrusted"] {
+        create_store(
+            &admin,
+            ns.name(),
+            json!({
+                "apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+                "metadata": { "name": sa },
+                "spec": { "provider": { "aws": { "service": "SecretsManager", "region": "us-east-1",
+                    "auth": { "jwt": { "serviceAccountRef": { "name": sa } } } } } }
+            }),
+        )
+        .await;
+        create_es(
+            &admin,
+            ns.name(),
+            json!({
+                "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+                "metadata": { "name": sa },
+                "spec": { "refreshInterval": "1h", "secretStoreRef": { "name": sa },
+                          "data": [{ "secretKey": "value", "remoteRef": { "key": name } }] }
+            }),
+        )
+        .await;
+    }
+    wait_ready_reason(&admin, ns.name(), "trusted", "SecretSynced").await;
+    assert_eq!(
+        secret_value(&admin, ns.name(), "trusted", "value")
+            .await
+            .as_deref(),
+        Some("only-for-the-trusted")
+    );
+    // The store cannot get credentials: its condition carries STS's AccessDenied, and the
+    // ExternalSecret reports the store as not ready.
+    let stores = Api::<SecretStore>::namespaced(admin.clone(), ns.name());
+    let store_message = eventually("the untrusted store's AccessDenied", TIMEOUT, || async {
+        let store = stores.get("untrusted").await.ok()?;
+        let ready = store
+            .status?
+            .conditions?
+            .into_iter()
+            .find(|c| c.type_ == "Ready")?;
+        (ready.status == "False").then_some(ready.message.unwrap_or_default())
+    })
+    .await;
+    assert!(
+        store_message.contains("AccessDenied")
+            && store_message.contains("AssumeRoleWithWebIdentity"),
+        "{store_message}"
+    );
+    wait_ready_reason(&admin, ns.name(), "untrusted", "SecretSyncedError").await;
+    let message = ready_message(&admin, ns.name(), "untrusted").await;
+    assert!(message.contains("not ready"), "{message}");
+    assert!(!message.contains("only-for-the-trusted"));
+    assert!(
+        Api::<Secret>::namespaced(admin.clone(), ns.name())
+            .get_opt("untrusted")
+            .await
+            .expect("get")
+            .is_none(),
+        "an untrusted ServiceAccount must not get a Secret"
+    );
+    lockstep.stop().await;
+}
+
+#[tokio::test]
+async fn throttling_and_server_errors_are_retried_with_every_call_counted() {
+    let admin = test_env().admin_client().await;
+    let ns = TestNamespace::create(&admin, "aws-retry").await;
+    key_secret(&admin, ns.name()).await;
+    let proxy = AwsProxy::new();
+    let name = unique_name("retry");
+    sm().await
+        .create_secret()
+        .name(&name)
+        .secret_string("v1")
+        .send()
+        .await
+        .expect("create");
+    let param = format!("/{name}/p");
+    ssm()
+        .await
+        .put_parameter()
+        .name(&param)
+        .value("pv")
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .send()
+        .await
+        .expect("put");
+    let cache = AwsCache::default();
+    let sm_client = client(
+        &spec(json!({ "service": "SecretsManager", "region": "us-east-1",
+            "auth": secret_ref_auth() })),
+        &ctx(&admin, ns.name(), "sm"),
+        &cache,
+    )
+    .await
+    .expect("client");
+    let ps_client = client(
+        &spec(json!({ "service": "ParameterStore", "region": "us-east-1",
+            "auth": secret_ref_auth() })),
+        &ctx(&admin, ns.name(), "ps"),
+        &cache,
+    )
+    .await
+    .expect("client");
+
+    const GET: &str = "secretsmanager.GetSecretValue";
+    // Two throttles, then success: three calls for one read.
+    proxy.fault(GET, "throttle", &name, 2).await;
+    assert_eq!(get(&sm_client, remote(&name)).await, "v1");
+    assert_eq!(proxy.statuses(GET, &name).await, vec![400, 400, 200]);
+    // Two server errors, then success.
+    proxy.fault(GET, "5xx", &name, 2).await;
+    assert_eq!(get(&sm_client, remote(&name)).await, "v1");
+    assert_eq!(
+        proxy.statuses(GET, &name).await,
+        vec![400, 400, 200, 500, 500, 200]
+    );
+    // More throttling than the three attempts: unavailable, with the AWS code, no value.
+    proxy.fault(GET, "throttle", &name, 3).await;
+    let err = sm_client
+        .get_secret(&remote(&name))
+        .await
+        .expect_err("throttled three times");
+    assert!(matches!(err, ProviderError::Unavailable(_)), "{err}");
+    assert!(err.to_string().contains("ThrottlingException"), "{err}");
+    assert_eq!(proxy.statuses(GET, &name).await.len(), 9);
+
+    // Parameter Store the same way.
+    const GET_PARAM: &str = "AmazonSSM.GetParameter";
+    proxy.fault(GET_PARAM, "throttle", &param, 1).await;
+    proxy.fault(GET_PARAM, "5xx", &param, 1).await;
+    assert_eq!(get(&ps_client, remote(&param)).await, "pv");
+    assert_eq!(proxy.statuses(GET_PARAM, &param).await, vec![400, 500, 200]);
+}
+
+#[tokio::test]
+async fn failed_refreshes_never_empty_the_secret() {
+    let admin = test_env().admin_client().await;
+    ensure_crds(&admin).await;
+    let ns = TestNamespace::create(&admin, "aws-keep").await;
+    key_secret(&admin, ns.name()).await;
+    let proxy = AwsProxy::new();
+    let sm = sm().await;
+    // Slash-free names, so that find's keys are the names themselves.
+    let p = unique_name("keep");
+    let (single, a, b) = (format!("{p}-single"), format!("{p}-a"), format!("{p}-b"));
+    for (key, v) in [(&single, "s1"), (&a, "a1"), (&b, "b1")] {
+        sm.create_secret()
+            .name(key)
+            .secret_string(v)
+            .tags(
+                aws_sdk_secretsmanager::types::Tag::builder()
+                    .key("group")
+                    .value(&p)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("create");
+    }
+    let lockstep = Lockstep::start(admin.clone(), ns.name());
+    create_store(
+        &admin,
+        ns.name(),
+        json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+            "metadata": { "name": "sm" },
+            "spec": { "provider": { "aws": { "service": "SecretsManager", "region": "us-east-1",
+                "auth": secret_ref_auth() } } }
+        }),
+    )
+    .await;
+    create_es(
+        &admin,
+        ns.name(),
+        json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+            "metadata": { "name": "single" },
+            "spec": { "refreshInterval": "1h", "secretStoreRef": { "name": "sm" },
+                      "data": [{ "secretKey": "value", "remoteRef": { "key": single } }] }
+        }),
+    )
+    .await;
+    create_es(
+        &admin,
+        ns.name(),
+        json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+            "metadata": { "name": "batch" },
+            "spec": { "refreshInterval": "1h", "secretStoreRef": { "name": "sm" },
+                      "dataFrom": [{ "find": { "path": p, "tags": { "group": p } } }] }
+        }),
+    )
+    .await;
+    wait_secret(&admin, ns.name(), "single", "the single Secret", |s| {
+        value(s, "value").as_deref() == Some("s1")
+    })
+    .await;
+    wait_secret(&admin, ns.name(), "batch", "the batch Secret", |s| {
+        value(s, &a).as_deref() == Some("a1") && value(s, &b).as_deref() == Some("b1")
+    })
+    .await;
+    wait_ready_reason(&admin, ns.name(), "batch", "SecretSynced").await;
+    assert!(
+        proxy
+            .log()
+            .await
+            .iter()
+            .any(|e| e["action"] == "secretsmanager.BatchGetSecretValue"
+                && e["ids"]
+                    .as_array()
+                    .is_some_and(|i| i.iter().any(|i| i == &p))),
+        "find by tags is one BatchGetSecretValue"
+    );
+
+    // New values in AWS, but every read fails: throttled (beyond the SDK's retries) for the
+    // single key, a partial answer for the batch.
+    for (key, v) in [(&single, "s2"), (&a, "a2"), (&b, "b2")] {
+        sm.put_secret_value()
+            .secret_id(key)
+            .secret_string(v)
+            .send()
+            .await
+            .expect("rotate");
+    }
+    proxy
+        .fault("secretsmanager.GetSecretValue", "throttle", &single, 1000)
+        .await;
+    proxy
+        .fault("secretsmanager.BatchGetSecretValue", "partial", &p, 1000)
+        .await;
+    force_sync(&admin, ns.name(), "single").await;
+    force_sync(&admin, ns.name(), "batch").await;
+    wait_ready_reason(&admin, ns.name(), "single", "SecretSyncedError").await;
+    let message = ready_message(&admin, ns.name(), "single").await;
+    assert!(message.contains("ThrottlingException"), "{message}");
+    wait_ready_reason(&admin, ns.name(), "batch", "SecretSyncedError").await;
+    let message = ready_message(&admin, ns.name(), "batch").await;
+    assert!(message.contains("BatchGetSecretValue"), "{message}");
+    // Give a wrong write time to happen, then check nothing was emptied or half-updated.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        secret_value(&admin, ns.name(), "single", "value")
+            .await
+            .as_deref(),
+        Some("s1")
+    );
+    assert_eq!(
+        secret_value(&admin, ns.name(), "batch", &a)
+            .await
+            .as_deref(),
+        Some("a1")
+    );
+    assert_eq!(
+        secret_value(&admin, ns.name(), "batch", &b)
+            .await
+            .as_deref(),
+        Some("b1")
+    );
+    let throttled = proxy
+        .statuses("secretsmanager.GetSecretValue", &single)
+        .await
+        .iter()
+        .filter(|s| **s == 400)
+        .count();
+    assert!(
+        throttled >= 3,
+        "each refresh tries three times: {throttled}"
+    );
+
+    // AWS recovers: the next refresh brings the new values.
+    proxy.clear(&single).await;
+    proxy.clear(&p).await;
+    force_sync(&admin, ns.name(), "single").await;
+    force_sync(&admin, ns.name(), "batch").await;
+    wait_secret(
+        &admin,
+        ns.name(),
+        "single",
+        "the rotated single Secret",
+        |s| value(s, "value").as_deref() == Some("s2"),
+    )
+    .await;
+    wait_secret(
+        &admin,
+        ns.name(),
+        "batch",
+        "the rotated batch Secret",
+        |s| value(s, &a).as_deref() == Some("a2") && value(s, &b).as_deref() == Some("b2"),
+    )
+    .await;
+    lockstep.stop().await;
+}
+
+/// Users of the moto that enforces IAM, created with its admin key (boto3 from the
+/// environment's virtualenv): one allowed GetSecretValue, one allowed only DescribeSecret,
+/// and a secret. Prints their keys as JSON.
+const IAM_SETUP: &str = r#"
+import json, os, sys, boto3
+kw = dict(endpoint_url=os.environ["LOCKSTEP_MOTO_IAM_URL"], region_name="us-east-1",
+          aws_access_key_id=os.environ["LOCKSTEP_MOTO_IAM_ADMIN_KEY_ID"],
+          aws_secret_access_key=os.environ["LOCKSTEP_MOTO_IAM_ADMIN_SECRET_KEY"])
+prefix, secret = sys.argv[1], sys.argv[2]
+boto3.client("secretsmanager", **kw).create_secret(Name=secret, SecretString="iam-v1")
+iam = boto3.client("iam", **kw)
+out = {}
+for user, actions in [("allowed", ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]),
+                      ("denied", ["secretsmanager:DescribeSecret"])]:
+    name = f"{prefix}-{user}"
+    iam.create_user(UserName=name)
+    iam.put_user_policy(UserName=name, PolicyName="read", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17",
+         "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    out[user] = {"id": key["AccessKeyId"], "secret": key["SecretAccessKey"]}
+print(json.dumps(out))
+"#;
+
+#[tokio::test]
+async fn iam_refusal_is_access_denied_and_leaves_the_secret_untouched() {
+    let env = test_env();
+    let admin = env.admin_client().await;
+    ensure_crds(&admin).await;
+    let ns = TestNamespace::create(&admin, "aws-iam").await;
+    let proxy = AwsProxy::new();
+    let name = unique_name("iam");
+    let out = tokio::process::Command::new(format!("{}/bin/python", env.var("LOCKSTEP_VENV")))
+        .arg("-c")
+        .arg(IAM_SETUP)
+        .arg(&name)
+        .arg(&name)
+        .output()
+        .await
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "IAM setup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let keys: Value = serde_json::from_slice(&out.stdout).expect("keys");
+    for user in ["allowed", "denied"] {
+        let id = keys[user]["id"].as_str().expect("id");
+        proxy.route_to_iam(id).await;
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": { "name": format!("aws-{user}") },
+            "stringData": { "id": id, "secret": keys[user]["secret"] }
+        }))
+        .expect("secret");
+        Api::<Secret>::namespaced(admin.clone(), ns.name())
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("key Secret");
+    }
+    let auth = |user: &str| {
+        json!({ "secretRef": {
+            "accessKeyIDSecretRef": { "name": format!("aws-{user}"), "key": "id" },
+            "secretAccessKeySecretRef": { "name": format!("aws-{user}"), "key": "secret" }
+        } })
+    };
+
+    // The provider: a refusal is AccessDenied, with AWS's code and no value.
+    let cache = AwsCache::default();
+    let denied = client(
+        &spec(
+            json!({ "service": "SecretsManager", "region": "us-east-1", "auth": auth("denied") }),
+        ),
+        &ctx(&admin, ns.name(), "denied"),
+        &cache,
+    )
+    .await
+    .expect("client");
+    let err = denied
+        .get_secret(&remote(&name))
+        .await
+        .expect_err("IAM refuses");
+    assert!(matches!(err, ProviderError::AccessDenied(_)), "{err}");
+    assert!(err.to_string().contains("GetSecretValue"), "{err}");
+
+    // The controller: synced with the allowed user, then the ExternalSecret moves to the store
+    // whose user is refused: AccessDenied condition, the Secret keeps its data.
+    let lockstep = Lockstep::start(admin.clone(), ns.name());
+    for user in ["allowed", "denied"] {
+        create_store(
+            &admin,
+            ns.name(),
+            json!({
+                "apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+                "metadata": { "name": user },
+                "spec": { "provider": { "aws": { "service": "SecretsManager",
+                    "region": "us-east-1", "auth": auth(user) } } }
+            }),
+        )
+        .await;
+    }
+    create_es(
+        &admin,
+        ns.name(),
+        json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+            "metadata": { "name": "app" },
+            "spec": { "refreshInterval": "1h", "secretStoreRef": { "name": "allowed" },
+                      "data": [{ "secretKey": "value", "remoteRef": { "key": name } }] }
+        }),
+    )
+    .await;
+    wait_secret(
+        &admin,
+        ns.name(),
+        "app",
+        "the Secret read as the allowed user",
+        |s| value(s, "value").as_deref() == Some("iam-v1"),
+    )
+    .await;
+    let before = Api::<Secret>::namespaced(admin.clone(), ns.name())
+        .get("app")
+        .await
+        .expect("Secret");
+    patch_es(
+        &admin,
+        ns.name(),
+        "app",
+        json!({ "spec": { "secretStoreRef": { "name": "denied" } } }),
+    )
+    .await;
+    wait_ready_reason(&admin, ns.name(), "app", "SecretSyncedError").await;
+    let message = ready_message(&admin, ns.name(), "app").await;
+    assert!(message.contains("AccessDenied"), "{message}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = Api::<Secret>::namespaced(admin.clone(), ns.name())
+        .get("app")
+        .await
+        .expect("Secret");
+    assert_eq!(after.data, before.data, "the Secret is untouched");
+    let iam_calls: Vec<u64> = proxy
+        .log()
+        .await
+        .iter()
+        .filter(|e| e["upstream"] == "moto-iam" && e["action"] == "secretsmanager.GetSecretValue")
+        .filter(|e| {
+            e["ids"]
+                .as_array()
+                .is_some_and(|i| i.iter().any(|i| i == &name))
+        })
+        .filter_map(|e| e["status"].as_u64())
+        .collect();
+    assert!(
+        iam_calls.contains(&200) && iam_calls.contains(&403),
+        "{iam_calls:?}"
+    );
+    lockstep.stop().await;
+}
