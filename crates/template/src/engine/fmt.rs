@@ -206,6 +206,39 @@ pub fn format_float(f: f64, verb: char, prec: Option<usize>, sharp: bool) -> Str
     }
 }
 
+/// `strconv.FormatFloat(f, 'x', -1, 64)`: hexadecimal mantissa and binary exponent.
+fn hex_float(f: f64) -> String {
+    if !f.is_finite() {
+        return format_float(f, 'g', None, false);
+    }
+    let sign = if f.is_sign_negative() { "-" } else { "" };
+    if f == 0.0 {
+        return format!("{sign}0x0p+00");
+    }
+    let bits = f.to_bits();
+    let mut exp = ((bits >> 52) & 0x7ff) as i32;
+    let mut mant = bits & ((1u64 << 52) - 1);
+    if exp == 0 {
+        exp = -1022;
+        while mant & (1u64 << 52) == 0 {
+            mant <<= 1;
+            exp -= 1;
+        }
+    } else {
+        mant |= 1u64 << 52;
+        exp -= 1023;
+    }
+    let frac = format!("{:013x}", mant & ((1u64 << 52) - 1));
+    let frac = frac.trim_end_matches('0');
+    let dot = if frac.is_empty() {
+        String::new()
+    } else {
+        format!(".{frac}")
+    };
+    let esign = if exp < 0 { '-' } else { '+' };
+    format!("{sign}0x1{dot}p{esign}{:02}", exp.unsigned_abs())
+}
+
 /// `strconv.Quote`: a double-quoted Go string literal with Go's escapes.
 pub fn quote(s: &[u8]) -> Vec<u8> {
     let mut out = vec![b'"'];
@@ -377,11 +410,21 @@ fn fmt_one(out: &mut Vec<u8>, verb: char, spec: &Spec, v: &Value) {
             pad(out, h.as_bytes(), spec, false)
         }
         ('v' | 't', Value::Bool(b)) => pad(out, if *b { b"true" } else { b"false" }, spec, false),
-        (_, Value::Int(i) | Value::Int64(i)) if "vdxXoObcq".contains(verb) => {
+        (_, Value::Int(i) | Value::Int64(i)) if "vdxXoObcqU".contains(verb) => {
             int_verb(out, verb, spec, i128::from(*i), v)
         }
-        (_, Value::Byte(b)) if "vdxXoObcq".contains(verb) => {
+        (_, Value::Byte(b)) if "vdxXoObcqU".contains(verb) => {
             int_verb(out, verb, spec, i128::from(*b), v)
+        }
+        ('x' | 'X', Value::Float(f)) if spec.prec.is_none() => {
+            let mut h = hex_float(*f);
+            if verb == 'X' {
+                h = h.to_uppercase();
+            }
+            if spec.plus && !h.starts_with('-') {
+                h.insert(0, '+');
+            }
+            pad(out, h.as_bytes(), spec, f.is_finite())
         }
         (_, Value::Float(f)) if "veEfFgG".contains(verb) => {
             let verb = if verb == 'v' { 'g' } else { verb };
@@ -426,6 +469,18 @@ fn fmt_one(out: &mut Vec<u8>, verb: char, spec: &Spec, v: &Value) {
 
 fn int_verb(out: &mut Vec<u8>, verb: char, spec: &Spec, i: i128, v: &Value) {
     match verb {
+        'U' => {
+            let mut u = format!("U+{:04X}", i);
+            if spec.sharp
+                && let Some(c) = u32::try_from(i)
+                    .ok()
+                    .and_then(char::from_u32)
+                    .filter(|c| is_print(*c))
+            {
+                u.push_str(&format!(" '{c}'"));
+            }
+            pad(out, u.as_bytes(), spec, false)
+        }
         'c' => {
             let c = u32::try_from(i)
                 .ok()
