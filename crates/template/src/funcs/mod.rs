@@ -8,6 +8,7 @@ use crate::{ErrorKind, Limits};
 
 mod builtin;
 pub mod conv;
+mod extra;
 mod json;
 mod lists;
 mod math;
@@ -152,6 +153,7 @@ pub fn lookup(name: &str) -> Option<Func> {
         .or_else(|| lists::lookup(name))
         .or_else(|| math::lookup(name))
         .or_else(|| misc::lookup(name))
+        .or_else(|| extra::lookup(name))
         .or_else(|| builtin::lookup(name))
 }
 
