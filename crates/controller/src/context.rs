@@ -32,6 +32,8 @@ pub struct Config {
     pub cluster_stores: bool,
     /// Refuse ClusterSecretStores without `conditions` (ESO allows them from every namespace).
     pub require_store_conditions: bool,
+    /// The reload controller (off unless enabled).
+    pub reload: crate::reload::ReloadConfig,
 }
 
 impl Default for Config {
@@ -44,6 +46,7 @@ impl Default for Config {
             store_requeue_interval: Duration::from_secs(300),
             cluster_stores: true,
             require_store_conditions: false,
+            reload: crate::reload::ReloadConfig::default(),
         }
     }
 }

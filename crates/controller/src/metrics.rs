@@ -46,6 +46,13 @@ pub struct ProviderCallLabels {
     pub status: String,
 }
 
+/// Labels of `reloader_reload_executed_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SuccessLabels {
+    /// `true` or `false`.
+    pub success: String,
+}
+
 /// Every metric Lockstep exposes.
 #[derive(Debug)]
 pub struct Metrics {
@@ -61,6 +68,8 @@ pub struct Metrics {
     pub reconcile_duration: Family<ObjectLabels, Gauge>,
     /// `externalsecret_provider_api_calls_count`.
     pub provider_calls: Family<ProviderCallLabels, Gauge<u64, AtomicU64>>,
+    /// `reloader_reload_executed_total` (Reloader's name): rollouts done and failed.
+    pub reload_executed: Family<SuccessLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -96,8 +105,21 @@ impl Default for Metrics {
             "Number of API calls made to a provider",
             provider_calls.clone(),
         );
+        let reload_executed = Family::<SuccessLabels, Counter>::default();
+        registry.register(
+            "reloader_reload_executed",
+            "Counter of reloads executed by Reloader.",
+            reload_executed.clone(),
+        );
+        // Both series exist from the start, as in Reloader.
+        for success in ["true", "false"] {
+            let _ = reload_executed.get_or_create(&SuccessLabels {
+                success: success.to_owned(),
+            });
+        }
         Self {
             registry,
+            reload_executed,
             sync_calls,
             sync_errors,
             status_condition,
@@ -108,6 +130,15 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts one reload (a workload rolled, or a failed attempt).
+    pub fn reload_executed(&self, success: bool) {
+        self.reload_executed
+            .get_or_create(&SuccessLabels {
+                success: success.to_string(),
+            })
+            .inc();
+    }
+
     /// Counts one provider call.
     pub fn provider_call(&self, provider: &str, call: &str, status: &str) {
         self.provider_calls

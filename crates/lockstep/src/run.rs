@@ -39,6 +39,25 @@ pub struct RunArgs {
     /// Refuse ClusterSecretStores that have no conditions.
     #[arg(long)]
     require_store_conditions: bool,
+    /// Roll the workloads that use a Secret or ConfigMap when its data changes (Reloader's
+    /// annotations).
+    #[arg(long, env = "LOCKSTEP_RELOAD")]
+    reload: bool,
+    /// How a reload changes the pod template (Reloader's `--reload-strategy`).
+    #[arg(long, value_enum, default_value_t = ReloadStrategy::EnvVars)]
+    reload_strategy: ReloadStrategy,
+    /// Treat every workload as `reloader.stakater.com/auto: "true"` unless it says "false".
+    #[arg(long)]
+    auto_reload_all: bool,
+}
+
+/// Reloader's reload strategies.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ReloadStrategy {
+    /// Set `STAKATER_<NAME>_<SECRET|CONFIGMAP>` on a container.
+    EnvVars,
+    /// Set the `reloader.stakater.com/last-reloaded-from` pod-template annotation.
+    Annotations,
 }
 
 #[derive(Clone)]
@@ -57,6 +76,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         per_store_concurrency: args.per_store_concurrency,
         cluster_stores: !args.disable_cluster_stores,
         require_store_conditions: args.require_store_conditions,
+        reload: lockstep_controller::reload::ReloadConfig {
+            enabled: args.reload,
+            strategy: match args.reload_strategy {
+                ReloadStrategy::EnvVars => lockstep_controller::reload::Strategy::EnvVars,
+                ReloadStrategy::Annotations => lockstep_controller::reload::Strategy::Annotations,
+            },
+            auto_reload_all: args.auto_reload_all,
+            ..Default::default()
+        },
         ..Config::default()
     };
     let ctx = Arc::new(Context::new(client.clone(), config));
@@ -97,10 +125,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     };
-    let (_, _, _, m, h) = tokio::join!(
+    let reload = {
+        let ctx = ctx.clone();
+        let stop = stopped();
+        async move {
+            if ctx.config.reload.enabled {
+                lockstep_controller::reload::run(ctx, stop).await;
+            }
+        }
+    };
+    let (_, _, _, _, m, h) = tokio::join!(
         signal,
         lockstep_controller::externalsecret::run(ctx.clone(), stopped()),
         lockstep_controller::secretstore::run(ctx.clone(), stopped()),
+        reload,
         metrics_server,
         health_server,
     );

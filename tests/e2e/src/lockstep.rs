@@ -28,7 +28,8 @@ impl Lockstep {
         )
     }
 
-    /// Starts the controllers with `config`.
+    /// Starts the controllers with `config` (the reload controller too when
+    /// `config.reload.enabled`).
     pub fn start_with(client: Client, config: Config) -> Self {
         let ctx = Arc::new(Context::new(client, config));
         let (stop, rx) = watch::channel(false);
@@ -38,7 +39,7 @@ impl Lockstep {
                 let _ = rx.wait_for(|s| *s).await;
             }
         };
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(lockstep_controller::externalsecret::run(
                 ctx.clone(),
                 stopped(),
@@ -48,6 +49,12 @@ impl Lockstep {
                 stopped(),
             )),
         ];
+        if ctx.config.reload.enabled {
+            tasks.push(tokio::spawn(lockstep_controller::reload::run(
+                ctx.clone(),
+                stopped(),
+            )));
+        }
         Self { ctx, stop, tasks }
     }
 
