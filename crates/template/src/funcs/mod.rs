@@ -7,6 +7,7 @@ use crate::value::Value;
 use crate::{ErrorKind, Limits};
 
 mod builtin;
+mod case;
 pub mod conv;
 mod extra;
 mod json;

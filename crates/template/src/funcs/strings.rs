@@ -410,6 +410,18 @@ pub(super) fn lookup(name: &str) -> Option<Func> {
             s(&a, 0),
             int(&a, 1)
         )))),
+        "snakecase" => f!(&[Str], None, |b, a| out(
+            b,
+            super::case::to_lower_case(s(&a, 0), '_')
+        )),
+        "kebabcase" => f!(&[Str], None, |b, a| out(
+            b,
+            super::case::to_lower_case(s(&a, 0), '-')
+        )),
+        "camelcase" => f!(&[Str], None, |b, a| out(
+            b,
+            super::case::to_pascal_case(s(&a, 0))
+        )),
         "splitList" => f!(&[Str, Str], None, |_, a| Ok(strings_value(split(
             s(&a, 1),
             s(&a, 0),
