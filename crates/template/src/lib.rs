@@ -159,6 +159,19 @@ impl Template {
         }
     }
 
+    /// Renders with the given key/value pairs as dot (`map[string]string`, as ESO passes
+    /// provider data); for callers whose values are not `AsRef<[u8]>` (e.g. a redacting secret
+    /// type with an explicit accessor).
+    pub fn execute_pairs<'a>(
+        &self,
+        data: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+        limits: &Limits,
+    ) -> Result<Vec<u8>, TemplateError> {
+        let dot =
+            engine::exec::data_value(data.into_iter().map(|(k, v)| (k.to_string(), v.to_vec())));
+        self.execute_value(dot, limits)
+    }
+
     /// Renders with `data` as dot (`map[string]string`, as ESO passes provider data).
     pub fn execute<V: AsRef<[u8]>>(
         &self,

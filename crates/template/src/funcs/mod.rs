@@ -14,6 +14,7 @@ mod json;
 mod lists;
 mod math;
 mod misc;
+mod random;
 mod strings;
 
 /// A Go parameter type, as far as the template engine checks it.
@@ -155,6 +156,7 @@ pub fn lookup(name: &str) -> Option<Func> {
         .or_else(|| math::lookup(name))
         .or_else(|| misc::lookup(name))
         .or_else(|| extra::lookup(name))
+        .or_else(|| random::lookup(name))
         .or_else(|| builtin::lookup(name))
 }
 
