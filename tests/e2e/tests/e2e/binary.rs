@@ -17,7 +17,7 @@ use serde_json::json;
 use crate::sync::{create_es, create_store, value, wait_ready_reason, wait_secret};
 
 /// The lockstep binary next to this test binary (`target/debug/deps/e2e-*` → `target/debug`).
-fn lockstep_bin() -> PathBuf {
+pub(crate) fn lockstep_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let bin = exe
         .parent()
@@ -34,13 +34,13 @@ fn lockstep_bin() -> PathBuf {
 
 /// The running binary: its stderr is collected as it comes, printed if the test fails, and the
 /// process is killed if the test ends without stopping it.
-struct Running {
+pub(crate) struct Running {
     child: std::process::Child,
     logs: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Running {
-    fn start(mut command: Command) -> Self {
+    pub(crate) fn start(mut command: Command) -> Self {
         let mut child = command
             .stderr(Stdio::piped())
             .spawn()
@@ -77,7 +77,7 @@ impl Drop for Running {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()

@@ -1,5 +1,5 @@
 //! Smoke tests that prove the ground is real: each server answers as the real thing does.
 
-mod control_plane;
+pub(crate) mod control_plane;
 mod moto;
 mod openbao;

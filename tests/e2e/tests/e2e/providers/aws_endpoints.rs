@@ -1,0 +1,248 @@
+//! Where the aws provider's calls go: the SDK's standard endpoint settings
+//! (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_<SERVICE>`) for every client, including the STS
+//! client inside the default chain's web-identity provider (Lockstep's own IRSA identity:
+//! `AWS_ROLE_ARN` + `AWS_WEB_IDENTITY_TOKEN_FILE`), and partitions other than `aws`.
+//!
+//! The environment's AWS proxy accepts a `/via/<label>` path prefix and logs the label, so the
+//! log shows which configured endpoint each call used.
+
+use std::process::{Command, Stdio};
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::Api;
+use kube::api::PostParams;
+use lockstep_e2e::{TestNamespace, ensure_crds, test_env, unique_name};
+use lockstep_providers::aws::{AwsCache, client};
+use serde_json::{Value, json};
+
+use super::aws::{ctx, get, remote, sdk, spec};
+use super::aws_proxy::AwsProxy;
+use crate::binary::{Running, free_port, lockstep_bin};
+use crate::smoke::control_plane::token_for;
+use crate::sync::{create_es, create_store, value, wait_ready_reason, wait_secret};
+
+/// The log entries of `action` naming `id`.
+fn calls<'a>(log: &'a [Value], action: &str, id: &str) -> Vec<&'a Value> {
+    log.iter()
+        .filter(|e| e["action"] == action)
+        .filter(|e| {
+            e["ids"]
+                .as_array()
+                .is_some_and(|ids| ids.iter().any(|i| i == id))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_default_chain_web_identity_and_every_client_use_the_configured_endpoints() {
+    let env = test_env();
+    let admin = env.admin_client().await;
+    ensure_crds(&admin).await;
+    let ns = TestNamespace::create(&admin, "aws-chain").await;
+    let proxy = AwsProxy::new();
+    let name = unique_name("chain");
+    let base = sdk().await;
+    aws_sdk_secretsmanager::Client::new(&base)
+        .create_secret()
+        .name(&name)
+        .secret_string("from-the-default-chain")
+        .send()
+        .await
+        .expect("create");
+    let param = format!("/{name}/url");
+    aws_sdk_ssm::Client::new(&base)
+        .put_parameter()
+        .name(&param)
+        .value("https://chain")
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .send()
+        .await
+        .expect("put");
+
+    // Lockstep's own identity: a ServiceAccount whose token is in a file, as EKS mounts it.
+    let sa: ServiceAccount =
+        serde_json::from_value(json!({ "metadata": { "name": "lockstep" } })).expect("sa");
+    Api::<ServiceAccount>::namespaced(admin.clone(), ns.name())
+        .create(&PostParams::default(), &sa)
+        .await
+        .expect("ServiceAccount");
+    let role = format!("arn:aws:iam::123456789012:role/{name}");
+    let subject = format!("system:serviceaccount:{}:lockstep", ns.name());
+    proxy
+        .trust(&role, std::slice::from_ref(&subject), &[])
+        .await;
+    let dir = std::env::temp_dir().join(&name);
+    std::fs::create_dir_all(&dir).expect("token dir");
+    let token_file = dir.join("token");
+    std::fs::write(
+        &token_file,
+        token_for(&admin, ns.name(), "lockstep", "sts.amazonaws.com").await,
+    )
+    .expect("token file");
+
+    // Every service on its own configured endpoint, told apart by the proxy's path label.
+    let proxy_url = env.var("LOCKSTEP_AWS_PROXY");
+    let port = proxy_url.rsplit(':').next().expect("proxy port");
+    let via = |label: &str| format!("{proxy_url}/via/{name}-{label}");
+    let mut command = Command::new(lockstep_bin());
+    command
+        .args(["run", "--namespace", ns.name(), "--disable-cluster-stores"])
+        .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
+        .args(["--health-addr", &format!("127.0.0.1:{}", free_port())])
+        .env("KUBECONFIG", env.var("KUBECONFIG"))
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_ROLE_ARN", &role)
+        .env("AWS_WEB_IDENTITY_TOKEN_FILE", &token_file)
+        .env("AWS_ENDPOINT_URL", via("general"))
+        .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", via("secretsmanager"))
+        // STS by name rather than address, so even the host differs.
+        .env(
+            "AWS_ENDPOINT_URL_STS",
+            format!("http://localhost:{port}/via/{name}-sts"),
+        )
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null());
+    let running = Running::start(command);
+
+    for (store, service) in [("sm", "SecretsManager"), ("ps", "ParameterStore")] {
+        // No auth block: the SDK's default chain, i.e. Lockstep's own identity.
+        create_store(
+            &admin,
+            ns.name(),
+            json!({
+                "apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+                "metadata": { "name": store },
+                "spec": { "provider": { "aws": { "service": service, "region": "us-east-1" } } }
+            }),
+        )
+        .await;
+    }
+    create_es(
+        &admin,
+        ns.name(),
+        json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+            "metadata": { "name": "sm" },
+            "spec": { "refreshInterval": "1h", "secretStoreRef": { "name": "sm" },
+                      "data": [{ "secretKey": "v", "remoteRef": { "key": name } }] }
+        }),
+    )
+    .await;
+    create_es(
+        &admin,
+        ns.name(),
+        json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+            "metadata": { "name": "ps" },
+            "spec": { "refreshInterval": "1h", "secretStoreRef": { "name": "ps" },
+                      "data": [{ "secretKey": "v", "remoteRef": { "key": param } }] }
+        }),
+    )
+    .await;
+    wait_secret(
+        &admin,
+        ns.name(),
+        "sm",
+        "the Secret read by the default chain",
+        |s| value(s, "v").as_deref() == Some("from-the-default-chain"),
+    )
+    .await;
+    wait_secret(
+        &admin,
+        ns.name(),
+        "ps",
+        "the Parameter read by the default chain",
+        |s| value(s, "v").as_deref() == Some("https://chain"),
+    )
+    .await;
+    wait_ready_reason(&admin, ns.name(), "sm", "SecretSynced").await;
+
+    let log = proxy.log().await;
+    let sts = calls(&log, "sts.AssumeRoleWithWebIdentity", &role);
+    assert!(!sts.is_empty(), "no AssumeRoleWithWebIdentity for {role}");
+    for call in &sts {
+        assert_eq!(call["via"], format!("{name}-sts"), "{call}");
+        assert_eq!(call["host"], format!("localhost:{port}"), "{call}");
+        assert_eq!(call["subject"], subject.as_str(), "{call}");
+        assert_eq!(call["status"], 200, "{call}");
+    }
+    let read = calls(&log, "secretsmanager.GetSecretValue", &name);
+    assert!(!read.is_empty(), "no GetSecretValue for {name}");
+    assert!(
+        read.iter()
+            .all(|c| c["via"] == format!("{name}-secretsmanager")),
+        "{read:?}"
+    );
+    let read = calls(&log, "AmazonSSM.GetParameter", &param);
+    assert!(!read.is_empty(), "no GetParameter for {param}");
+    assert!(
+        read.iter().all(|c| c["via"] == format!("{name}-general")),
+        "{read:?}"
+    );
+    drop(running);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_govcloud_role_and_region_work() {
+    let admin = test_env().admin_client().await;
+    let ns = TestNamespace::create(&admin, "aws-gov").await;
+    let proxy = AwsProxy::new();
+    let name = unique_name("gov");
+    const REGION: &str = "us-gov-west-1";
+    let gov = aws_sdk_secretsmanager::config::Builder::from(&sdk().await)
+        .region(aws_sdk_secretsmanager::config::Region::new(REGION))
+        .build();
+    aws_sdk_secretsmanager::Client::from_conf(gov)
+        .create_secret()
+        .name(&name)
+        .secret_string("gov-value")
+        .send()
+        .await
+        .expect("create in GovCloud");
+    let role = format!("arn:aws-us-gov:iam::123456789012:role/{name}");
+    let chained = format!("arn:aws-us-gov:iam::123456789012:role/{name}-final");
+    proxy
+        .trust(
+            &role,
+            &[format!("system:serviceaccount:{}:reader", ns.name())],
+            &[],
+        )
+        .await;
+    let sa: ServiceAccount = serde_json::from_value(json!({ "metadata": {
+        "name": "reader", "annotations": { "eks.amazonaws.com/role-arn": role } } }))
+    .expect("sa");
+    Api::<ServiceAccount>::namespaced(admin.clone(), ns.name())
+        .create(&PostParams::default(), &sa)
+        .await
+        .expect("ServiceAccount");
+    let store = spec(
+        json!({ "service": "SecretsManager", "region": REGION, "role": chained,
+        "auth": { "jwt": { "serviceAccountRef": { "name": "reader" } } } }),
+    );
+    let c = client(&store, &ctx(&admin, ns.name(), "gov"), &AwsCache::default())
+        .await
+        .expect("GovCloud client");
+    assert_eq!(get(&c, remote(&name)).await, "gov-value");
+
+    // Every call was signed for the GovCloud region.
+    let log = proxy.log().await;
+    for (action, id) in [
+        ("sts.AssumeRoleWithWebIdentity", role.as_str()),
+        ("sts.AssumeRole", chained.as_str()),
+        ("secretsmanager.GetSecretValue", name.as_str()),
+    ] {
+        let seen = calls(&log, action, id);
+        assert!(!seen.is_empty(), "no {action} for {id}");
+        for call in seen {
+            assert_eq!(call["status"], 200, "{call}");
+            if action != "sts.AssumeRoleWithWebIdentity" {
+                // (AssumeRoleWithWebIdentity is not signed, so it names no region.)
+                assert_eq!(call["region"], REGION, "{call}");
+            }
+        }
+    }
+}
