@@ -175,3 +175,17 @@ fn mutated_conformance_templates_do_not_panic() {
         }
     }
 }
+
+/// Inputs the fuzz target found; each once panicked.
+const FUZZ_REGRESSIONS: &[&str] = &[
+    // A precision beyond what Rust's formatter accepts.
+    "{{ printf \"%.141529E-1 3 %g %G\" 3.14159 3.14158 9}}",
+];
+
+#[test]
+fn fuzz_regressions() {
+    let limits = limits();
+    for t in FUZZ_REGRESSIONS {
+        check(t, &limits);
+    }
+}

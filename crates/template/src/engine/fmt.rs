@@ -80,12 +80,19 @@ pub fn sprintln(args: &[Value]) -> Vec<u8> {
     out
 }
 
+/// Precision beyond which every digit of an f64 is zero.
+const MAX_EXACT: usize = 1100;
+
+/// Widths and precisions are clamped here: anything larger exceeds every output limit.
+const MAX_WIDTH: usize = 1 << 21;
+
 /// Decimal digits and decimal-point position of `f` (`0.d1d2... * 10^dp`), shortest when
 /// `sig` is `None`, else rounded to `sig` significant digits; trailing zeros removed.
 fn digits(f: f64, sig: Option<usize>) -> (Vec<u8>, i32) {
     let s = match sig {
         None => format!("{:e}", f.abs()),
-        Some(p) => format!("{:.*e}", p.saturating_sub(1), f.abs()),
+        // An f64 has fewer than 800 significant decimal digits; beyond that they are zeros.
+        Some(p) => format!("{:.*e}", p.saturating_sub(1).min(MAX_EXACT), f.abs()),
     };
     let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
@@ -100,7 +107,7 @@ fn digits(f: f64, sig: Option<usize>) -> (Vec<u8>, i32) {
 }
 
 fn fmt_e(neg: bool, d: &[u8], dp: i32, prec: usize, upper: bool) -> String {
-    let mut s = String::new();
+    let mut s = String::with_capacity(prec + 8);
     if neg {
         s.push('-');
     }
@@ -170,7 +177,8 @@ pub fn format_float(f: f64, verb: char, prec: Option<usize>, sharp: bool) -> Str
         }
         'f' | 'F' => {
             let p = prec.unwrap_or(6);
-            let s = format!("{:.*}", p, f.abs());
+            let mut s = format!("{:.*}", p.min(MAX_EXACT), f.abs());
+            s.extend(std::iter::repeat_n('0', p.saturating_sub(MAX_EXACT)));
             if neg { format!("-{s}") } else { s }
         }
         _ => {
@@ -357,8 +365,8 @@ fn fmt_int(i: i128, verb: char, spec: &Spec) -> Option<Vec<u8>> {
         if p == 0 && a == 0 {
             digits.clear();
         }
-        while digits.len() < p {
-            digits.insert(0, '0');
+        if digits.len() < p {
+            digits = "0".repeat(p - digits.len()) + &digits;
         }
     }
     let mut s = String::new();
@@ -538,19 +546,32 @@ pub fn sprintf(format: &[u8], args: &[Value]) -> Vec<u8> {
             }
             i += 1;
         }
-        let num = |i: &mut usize| {
-            let s = *i;
+        // Go's parsenum: a number that keeps growing past 1e6 ends the format.
+        let num = |i: &mut usize| -> Result<Option<usize>, ()> {
+            let mut n: usize = 0;
+            let mut any = false;
             while *i < format.len() && format[*i].is_ascii_digit() {
+                if n > 1_000_000 {
+                    return Err(());
+                }
+                n = n * 10 + usize::from(format[*i] - b'0');
+                any = true;
                 *i += 1;
             }
-            std::str::from_utf8(&format[s..*i])
-                .ok()
-                .and_then(|d| d.parse::<usize>().ok())
+            Ok(any.then_some(n.min(MAX_WIDTH)))
         };
-        spec.width = num(&mut i);
+        let Ok(width) = num(&mut i) else {
+            out.extend_from_slice(b"%!(NOVERB)");
+            break;
+        };
+        spec.width = width;
         if i < format.len() && format[i] == b'.' {
             i += 1;
-            spec.prec = Some(num(&mut i).unwrap_or(0));
+            let Ok(prec) = num(&mut i) else {
+                out.extend_from_slice(b"%!(NOVERB)");
+                break;
+            };
+            spec.prec = Some(prec.unwrap_or(0));
         }
         if i >= format.len() {
             out.extend_from_slice(b"%!(NOVERB)");
