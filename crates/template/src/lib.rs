@@ -1,6 +1,7 @@
 //! Lockstep's template crate: ESO's v2 template engine (Go `text/template` semantics with the
 //! sprig and ESO function library) that turns provider data into Secret data. Pure: no
-//! environment, file system or network access.
+//! environment, file system or network access (the random functions read the operating
+//! system's random source).
 //!
 //! ```
 //! use std::collections::BTreeMap;
@@ -11,6 +12,23 @@
 //! let out = render("u={{ .user | upper }}", &data, &Limits::default()).unwrap();
 //! assert_eq!(out, b"u=ADMIN");
 //! ```
+//!
+//! Conformance: `tests/conformance/cases.json` is rendered by Go (`text/template` + sprig, as
+//! ESO configures them; `testenv/go/templates/check.sh`) into `golden.json`, and the Rust
+//! engine must produce the same bytes, or an error where Go errs. `tests/coverage.rs` lists
+//! which functions are provided.
+//!
+//! Deliberate differences from Go, all on inputs no real template has:
+//! - limits ([`Limits`]): evaluation steps, nesting depth (Go allows 100000 nested template
+//!   calls), output size and time; the parser refuses nesting deeper than
+//!   [`engine::parse::MAX_NEST`]; `printf` widths and precisions count against the output limit;
+//! - `set` refuses to store a dict inside itself (Go would build the cycle and crash printing
+//!   it);
+//! - error messages are this crate's own (with line and column), not Go's text, and never
+//!   contain data values;
+//! - regular expressions use Go's syntax on Rust's `regex` engine (both linear time); `\d`,
+//!   `\w`, `\s` and `\b` are made ASCII as in Go; Unicode tables (case mapping, letter and
+//!   punctuation classes) are Rust's.
 
 use std::collections::BTreeMap;
 use std::fmt;
