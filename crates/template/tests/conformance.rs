@@ -54,7 +54,7 @@ fn go_conformance() {
         let want = golden
             .get(name)
             .unwrap_or_else(|| panic!("no golden result for {name}"));
-        let data: BTreeMap<String, Vec<u8>> = case
+        let mut data: BTreeMap<String, Vec<u8>> = case
             .get("data")
             .and_then(Json::as_object)
             .map(|m| {
@@ -68,6 +68,11 @@ fn go_conformance() {
                     .collect()
             })
             .unwrap_or_default();
+        if let Some(m) = case.get("data_base64").and_then(Json::as_object) {
+            for (k, v) in m {
+                data.insert(k.clone(), b64decode(v.as_str().unwrap_or_default()));
+            }
+        }
         let delims = match (s(case, "left"), s(case, "right")) {
             ("", "") => Delims::default(),
             (l, r) => Delims {

@@ -23,6 +23,8 @@ type Case struct {
 	Name     string            `json:"name"`
 	Template string            `json:"template"`
 	Data     map[string]string `json:"data,omitempty"`
+	// DataBase64 adds values given in base64, for bytes that are not UTF-8 (PKCS#12, DER).
+	DataBase64 map[string]string `json:"data_base64,omitempty"`
 	// Expect is "ok" or "error"; the program fails when Go disagrees, so that a
 	// mistyped case is caught when the golden file is generated.
 	Expect string `json:"expect"`
@@ -48,9 +50,16 @@ func funcs() template.FuncMap {
 }
 
 func render(c Case) (string, error) {
-	data := c.Data
-	if data == nil {
-		data = map[string]string{}
+	data := map[string]string{}
+	for k, v := range c.Data {
+		data[k] = v
+	}
+	for k, v := range c.DataBase64 {
+		b, err := base64.StdEncoding.DecodeString(v)
+		if err != nil {
+			return "", fmt.Errorf("case data %q: %w", k, err)
+		}
+		data[k] = string(b)
 	}
 	t := template.New("lockstep").Funcs(funcs()).Option("missingkey=error")
 	if c.Left != "" || c.Right != "" {

@@ -210,7 +210,8 @@ fn js(s: &[u8]) -> Vec<u8> {
         match r {
             Some(ch) if gofmt::is_print(ch) => out.extend_from_slice(&s[i..i + n]),
             Some(ch) => out.extend_from_slice(format!("\\u{:04X}", ch as u32).as_bytes()),
-            None => out.extend_from_slice(b"\\uFFFD"),
+            // U+FFFD is printable: Go copies the invalid byte as it is.
+            None => out.push(s[i]),
         }
         i += n.max(1);
     }

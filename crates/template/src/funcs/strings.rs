@@ -21,9 +21,30 @@ fn out(b: &mut Budget, v: Vec<u8>) -> FResult {
     Ok(Value::str(v))
 }
 
-/// Decodes Go-style: invalid bytes become U+FFFD.
+/// Decodes as Go's `range` over a string does: each invalid byte becomes one U+FFFD.
 fn runes(s: &[u8]) -> Vec<char> {
-    String::from_utf8_lossy(s).chars().collect()
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        let (r, n) = gofmt::decode_rune(&s[i..]);
+        out.push(r.unwrap_or('\u{fffd}'));
+        i += n.max(1);
+    }
+    out
+}
+
+/// goutils' `DeleteWhiteSpace`: byte by byte, each byte taken as a Latin-1 rune (so non-ASCII
+/// input is re-encoded), unless nothing was removed.
+fn nospace(s: &[u8]) -> Vec<u8> {
+    let kept: String = s
+        .iter()
+        .map(|b| char::from(*b))
+        .filter(|c| !is_space(*c))
+        .collect();
+    if kept.chars().count() == s.len() {
+        return s.to_vec();
+    }
+    kept.into_bytes()
 }
 
 fn map_runes(s: &[u8], f: impl Fn(char) -> char) -> Vec<u8> {
@@ -358,14 +379,7 @@ pub(super) fn lookup(name: &str) -> Option<Func> {
         "trunc" => f!(&[Int, Str], None, |_, a| trunc(&a)),
         "abbrev" => f!(&[Int, Str], None, |_, a| abbrev(&a)),
         "repeat" => f!(&[Int, Str], None, |b, a| repeat(b, int(&a, 0), s(&a, 1))),
-        "nospace" => f!(&[Str], None, |_, a| {
-            Ok(Value::str(
-                runes(s(&a, 0))
-                    .into_iter()
-                    .filter(|c| !is_space(*c))
-                    .collect::<String>(),
-            ))
-        }),
+        "nospace" => f!(&[Str], None, |_, a| Ok(Value::str(nospace(s(&a, 0))))),
         "initials" => f!(&[Str], None, |_, a| Ok(Value::str(initials(s(&a, 0))))),
         "swapcase" => f!(&[Str], None, |_, a| Ok(Value::str(swapcase(s(&a, 0))))),
         "contains" => f!(&[Str, Str], None, |_, a| Ok(Value::Bool(
