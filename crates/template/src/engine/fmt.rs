@@ -311,8 +311,19 @@ struct Spec {
     prec: Option<usize>,
 }
 
+/// Go's `utf8.RuneCount`: each invalid byte counts as one rune.
+pub fn rune_count(s: &[u8]) -> usize {
+    let mut n = 0;
+    let mut i = 0;
+    while i < s.len() {
+        i += decode_rune(&s[i..]).1.max(1);
+        n += 1;
+    }
+    n
+}
+
 fn pad(out: &mut Vec<u8>, body: &[u8], spec: &Spec, numeric: bool) {
-    let len = String::from_utf8_lossy(body).chars().count();
+    let len = rune_count(body);
     let w = spec.width.unwrap_or(0);
     if len >= w {
         out.extend_from_slice(body);
@@ -396,10 +407,17 @@ fn fmt_one(out: &mut Vec<u8>, verb: char, spec: &Spec, v: &Value) {
         ('T', _) => pad(out, v.type_name().as_bytes(), spec, false),
         ('v', Value::Str(_)) | ('s', Value::Str(_)) => {
             let s = v.as_bytes().unwrap_or_default();
+            // Precision truncates to that many runes, keeping the original bytes.
             let s = match spec.prec {
                 Some(p) => {
-                    let st = String::from_utf8_lossy(s);
-                    st.chars().take(p).collect::<String>().into_bytes()
+                    let mut i = 0;
+                    for _ in 0..p {
+                        if i >= s.len() {
+                            break;
+                        }
+                        i += decode_rune(&s[i..]).1.max(1);
+                    }
+                    s[..i].to_vec()
                 }
                 None => s.to_vec(),
             };

@@ -336,21 +336,32 @@ fn repeat(b: &mut Budget, n: i64, st: &[u8]) -> FResult {
 }
 
 fn cutset_trim(st: &[u8], cut: &[u8], left: bool, right: bool) -> Vec<u8> {
+    // Go's strings.Trim: runes decoded for the comparison, the original bytes kept.
     let set: Vec<char> = runes(cut);
-    let r = runes(st);
+    let mut spans = Vec::new();
+    let mut i = 0;
+    while i < st.len() {
+        let (r, n) = gofmt::decode_rune(&st[i..]);
+        let n = n.max(1);
+        spans.push((i, i + n, r.unwrap_or('\u{fffd}')));
+        i += n;
+    }
     let mut a = 0;
-    let mut e = r.len();
+    let mut e = spans.len();
     if left {
-        while a < e && set.contains(&r[a]) {
+        while a < e && set.contains(&spans[a].2) {
             a += 1;
         }
     }
     if right {
-        while e > a && set.contains(&r[e - 1]) {
+        while e > a && set.contains(&spans[e - 1].2) {
             e -= 1;
         }
     }
-    r[a..e].iter().collect::<String>().into_bytes()
+    if a == e {
+        return Vec::new();
+    }
+    st[spans[a].0..spans[e - 1].1].to_vec()
 }
 
 pub(super) fn lookup(name: &str) -> Option<Func> {
