@@ -14,6 +14,8 @@ This proxy forwards every request to moto, except that:
 * Requests signed with an access key registered under `/lockstep-admin/route` go to another
   upstream (the moto that enforces IAM).
 * CONNECT requests (the proxy as HTTPS_PROXY) are logged; a tunnel is opened only to loopback.
+* With --tls-port, the same proxy also listens with TLS (a certificate of the environment's
+  CA), for clients that must trust a private CA.
 
 Tests drive it through `/lockstep-admin/`:
   POST /lockstep-admin/trust   {"role": ARN, "subjects": [...], "audiences": [...]}
@@ -368,6 +370,9 @@ def main() -> int:
     p.add_argument("--kube-server", required=True)
     p.add_argument("--kube-ca", required=True)
     p.add_argument("--kube-token-file", required=True)
+    p.add_argument("--tls-port", type=int)
+    p.add_argument("--tls-cert")
+    p.add_argument("--tls-key")
     a = p.parse_args()
     upstreams: dict[str, str] = {}
     for i, u in enumerate(a.upstream):
@@ -380,6 +385,13 @@ def main() -> int:
     STATE = State(upstreams, a.kube_server, a.kube_ca, token)
     server = ThreadingHTTPServer(("127.0.0.1", a.port), Handler)
     server.daemon_threads = True
+    if a.tls_port:
+        tls = ThreadingHTTPServer(("127.0.0.1", a.tls_port), Handler)
+        tls.daemon_threads = True
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(a.tls_cert, a.tls_key)
+        tls.socket = ctx.wrap_socket(tls.socket, server_side=True)
+        threading.Thread(target=tls.serve_forever, daemon=True).start()
     print(f"awsproxy listening on 127.0.0.1:{a.port}", flush=True)
     server.serve_forever()
     return 0

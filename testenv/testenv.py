@@ -245,6 +245,11 @@ def make_certs(d: Path) -> None:
     leaf("client-admin", f"/O=system:masters/CN={ADMIN_USER}-cert",
          "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
          "extendedKeyUsage=clientAuth\n")
+    # The AWS proxy's TLS listener (a private CA in front of AWS, as behind a TLS-inspecting
+    # egress or a VPC endpoint with a private certificate).
+    leaf("awsproxy", "/CN=lockstep-testenv-awsproxy",
+         "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
+         "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n")
     openssl("genrsa", "-out", "sa.key", "2048", cwd=d)
     openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
 
@@ -397,7 +402,8 @@ class Environment:
         say(f"starting servers on loopback (state in {st})")
         make_certs(st)
 
-        etcd_client, etcd_peer, api_port, kcm_port, moto_port, moto_iam_port, proxy_port = free_ports(7)
+        etcd_client, etcd_peer, api_port, kcm_port, moto_port, moto_iam_port, proxy_port, proxy_tls_port = \
+            free_ports(8)
         (bao_port,) = free_ports(1, pair=True)  # OpenBao's cluster listener takes port + 1
 
         # etcd
@@ -537,6 +543,8 @@ class Environment:
             f"--upstream=moto=http://127.0.0.1:{moto_port}", f"--upstream=moto-iam={moto_iam_url}",
             f"--kube-server={server}", f"--kube-ca={st / 'ca.crt'}",
             f"--kube-token-file={token_file}",
+            f"--tls-port={proxy_tls_port}", f"--tls-cert={st / 'awsproxy.crt'}",
+            f"--tls-key={st / 'awsproxy.key'}",
         ])
         wait_until("the AWS proxy", proxy,
                    lambda: http(f"{proxy_url}/lockstep-admin/log")[0] == 200, timeout=30)
@@ -564,6 +572,8 @@ class Environment:
             "BAO_TOKEN": bao_token,
             "AWS_ENDPOINT_URL": proxy_url,
             "LOCKSTEP_AWS_PROXY": proxy_url,
+            "LOCKSTEP_AWS_PROXY_TLS": f"https://127.0.0.1:{proxy_tls_port}",
+            "LOCKSTEP_AWS_PROXY_CA": str(st / "ca.crt"),
             "LOCKSTEP_MOTO_URL": f"http://127.0.0.1:{moto_port}",
             "LOCKSTEP_MOTO_IAM_URL": moto_iam_url,
             "LOCKSTEP_MOTO_IAM_ADMIN_KEY_ID": iam_admin["AccessKeyId"],

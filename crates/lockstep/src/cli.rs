@@ -2,8 +2,8 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use kube::Api;
 use kube::api::PostParams;
-use kube::{Api, Client};
 
 /// Lockstep keeps Secrets in sync with external secret stores and rolls the workloads that use
 /// them when their content changes.
@@ -87,7 +87,7 @@ fn crds(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
 }
 
 async fn check() -> anyhow::Result<()> {
-    let client = Client::try_default().await?;
+    let client = crate::apiserver::client().await?;
     let version = client.apiserver_version().await?;
     let review = Api::<SelfSubjectReview>::all(client)
         .create(&PostParams::default(), &SelfSubjectReview::default())

@@ -1,5 +1,6 @@
 //! The `lockstep` binary: command-line entry point that wires the controller crates together.
 
+mod apiserver;
 mod cli;
 mod run;
 mod tls;

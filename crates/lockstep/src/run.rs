@@ -68,7 +68,7 @@ struct AppState {
 
 /// Runs until SIGTERM or Ctrl-C.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let client = kube::Client::try_default().await?;
+    let client = crate::apiserver::client().await?;
     let config = Config {
         namespace: args.namespace,
         controller_class: args.controller_class,

@@ -84,6 +84,10 @@ pub(super) async fn credentials(
             let region = base.region().cloned();
             let chain =
                 aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
+                    .configure(
+                        aws_config::provider_config::ProviderConfig::default()
+                            .with_http_client(super::http::client()?),
+                    )
                     .region(region)
                     .build()
                     .await;

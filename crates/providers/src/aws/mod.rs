@@ -18,12 +18,18 @@
 //! `AWS_ENDPOINT_URL_<SERVICE>`, `AWS_USE_FIPS_ENDPOINT`, ...), with the SDK's standard retry
 //! mode (throttling, 5xx and transient errors retried with exponential backoff and jitter).
 //!
+//! **Network.** Every client, the default chain's included, uses one HTTP client ([`http`]):
+//! rustls with AWS-LC, the platform's roots plus the PEM bundle named by `AWS_CA_BUNDLE` (the
+//! variable the AWS CLI and the other SDKs read), and the proxy from the standard variables
+//! (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`, upper or lower case).
+//!
 //! **Errors** never carry values: a missing or deleted secret is
 //! [`ProviderError::NotFound`], a refusal [`ProviderError::AccessDenied`], throttling and
 //! server errors [`ProviderError::Unavailable`].
 
 mod auth;
 mod cache;
+mod http;
 mod ps;
 mod sm;
 
@@ -154,6 +160,7 @@ pub fn is_referent(spec: &AwsProvider) -> bool {
 
 async fn build(spec: &AwsProvider, ctx: &StoreContext) -> Result<AwsClient> {
     let base = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http::client()?)
         .region(aws_config::Region::new(spec.region.clone()))
         .no_credentials()
         .retry_config(RetryConfig::standard().with_max_attempts(3))

@@ -246,3 +246,165 @@ async fn a_govcloud_role_and_region_work() {
         }
     }
 }
+
+/// `lockstep run` for `ns` with `vars` set and the AWS endpoint variables of the environment
+/// removed, so only `vars` decide where AWS calls go.
+fn lockstep_with(ns: &str, vars: &[(&str, String)]) -> Running {
+    let env = test_env();
+    let mut command = Command::new(lockstep_bin());
+    command
+        .args(["run", "--namespace", ns, "--disable-cluster-stores"])
+        .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
+        .args(["--health-addr", &format!("127.0.0.1:{}", free_port())])
+        .env("KUBECONFIG", env.var("KUBECONFIG"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null());
+    for var in [
+        "AWS_ENDPOINT_URL",
+        "AWS_CA_BUNDLE",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ] {
+        command.env_remove(var);
+    }
+    // The apiserver is reached directly, as in a cluster whose egress proxy excludes it (the
+    // Kubernetes client refuses a proxy for it).
+    command.env("NO_PROXY", "127.0.0.1");
+    for (k, v) in vars {
+        command.env(k, v);
+    }
+    Running::start(command)
+}
+
+async fn store_and_es(admin: &kube::Client, ns: &str, service: &str, region: &str, key: &str) {
+    create_store(
+        admin,
+        ns,
+        json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+            "metadata": { "name": "aws" },
+            "spec": { "provider": { "aws": { "service": service, "region": region } } }
+        }),
+    )
+    .await;
+    create_es(
+        admin,
+        ns,
+        json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+            "metadata": { "name": "app" },
+            "spec": { "refreshInterval": "1h", "secretStoreRef": { "name": "aws" },
+                      "data": [{ "secretKey": "v", "remoteRef": { "key": key } }] }
+        }),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn https_proxy_custom_ca_bundle_and_fips_endpoints() {
+    let env = test_env();
+    let admin = env.admin_client().await;
+    ensure_crds(&admin).await;
+    let proxy = AwsProxy::new();
+    let name = unique_name("tls");
+    aws_sdk_secretsmanager::Client::new(&sdk().await)
+        .create_secret()
+        .name(&name)
+        .secret_string("through-a-private-ca")
+        .send()
+        .await
+        .expect("create");
+    let proxy_url = env.var("LOCKSTEP_AWS_PROXY").to_owned();
+    // By name (the certificate has `localhost` too), so NO_PROXY=127.0.0.1 does not cover it.
+    let tls_port = env
+        .var("LOCKSTEP_AWS_PROXY_TLS")
+        .rsplit(':')
+        .next()
+        .expect("port");
+    let tls_authority = format!("localhost:{tls_port}");
+    let endpoint = format!("https://{tls_authority}/via/{name}-tls");
+
+    // A: Secrets Manager on an HTTPS endpoint signed by a private CA, reached through an
+    // HTTPS proxy: AWS_CA_BUNDLE makes it trusted, HTTPS_PROXY carries it.
+    let a = TestNamespace::create(&admin, "aws-ca").await;
+    let _a = lockstep_with(
+        a.name(),
+        &[
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", endpoint.clone()),
+            ("AWS_CA_BUNDLE", env.var("LOCKSTEP_AWS_PROXY_CA").to_owned()),
+            ("HTTPS_PROXY", proxy_url.clone()),
+        ],
+    );
+    // B: the same without the bundle: the private CA is not trusted, nothing syncs.
+    let b = TestNamespace::create(&admin, "aws-noca").await;
+    let _b = lockstep_with(
+        b.name(),
+        &[
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", endpoint.clone()),
+            ("HTTPS_PROXY", proxy_url.clone()),
+        ],
+    );
+    // C: FIPS endpoints, no endpoint override, everything through the proxy (which refuses to
+    // tunnel anywhere but loopback, so nothing leaves the machine).
+    let c = TestNamespace::create(&admin, "aws-fips").await;
+    let _c = lockstep_with(
+        c.name(),
+        &[
+            ("AWS_USE_FIPS_ENDPOINT", "true".into()),
+            ("HTTPS_PROXY", proxy_url.clone()),
+        ],
+    );
+    store_and_es(&admin, a.name(), "SecretsManager", "us-east-1", &name).await;
+    store_and_es(&admin, b.name(), "SecretsManager", "us-east-1", &name).await;
+    store_and_es(&admin, c.name(), "SecretsManager", "us-gov-west-1", &name).await;
+
+    wait_secret(
+        &admin,
+        a.name(),
+        "app",
+        "the Secret read over the private CA",
+        |s| value(s, "v").as_deref() == Some("through-a-private-ca"),
+    )
+    .await;
+    wait_ready_reason(&admin, b.name(), "app", "SecretSyncedError").await;
+    wait_ready_reason(&admin, c.name(), "app", "SecretSyncedError").await;
+    for ns in [b.name(), c.name()] {
+        assert!(
+            Api::<k8s_openapi::api::core::v1::Secret>::namespaced(admin.clone(), ns)
+                .get_opt("app")
+                .await
+                .expect("get")
+                .is_none(),
+            "{ns}: no Secret"
+        );
+    }
+
+    let log = proxy.log().await;
+    let connects = |target: &str| {
+        log.iter()
+            .filter(|e| e["action"] == "CONNECT" && e["host"] == target)
+            .filter_map(|e| e["status"].as_u64())
+            .collect::<Vec<_>>()
+    };
+    // A and B tunnelled to the TLS listener; only A's reads arrived (B's TLS failed).
+    let tunnels = connects(&tls_authority);
+    assert!(
+        tunnels.iter().filter(|s| **s == 200).count() >= 2,
+        "{tunnels:?}"
+    );
+    let reads = calls(&log, "secretsmanager.GetSecretValue", &name);
+    assert!(!reads.is_empty(), "no GetSecretValue for {name}");
+    assert!(
+        reads.iter().all(|c| c["via"] == format!("{name}-tls")),
+        "{reads:?}"
+    );
+    // C asked for the FIPS endpoint of its GovCloud region, through the proxy.
+    let fips = connects("secretsmanager-fips.us-gov-west-1.amazonaws.com:443");
+    assert!(fips.contains(&403), "FIPS CONNECT: {fips:?}");
+}
