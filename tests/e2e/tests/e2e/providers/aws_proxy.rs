@@ -419,6 +419,35 @@ async fn throttling_and_server_errors_are_retried_with_every_call_counted() {
     proxy.fault(GET_PARAM, "5xx", &param, 1).await;
     assert_eq!(get(&ps_client, remote(&param)).await, "pv");
     assert_eq!(proxy.statuses(GET_PARAM, &param).await, vec![400, 500, 200]);
+
+    // STS (the query protocol, XML errors): a throttled and a failed AssumeRoleWithWebIdentity
+    // are retried too, and the store still gets its credentials.
+    const WEB_IDENTITY: &str = "sts.AssumeRoleWithWebIdentity";
+    let role = format!("arn:aws:iam::123456789012:role/{name}");
+    proxy
+        .trust(
+            &role,
+            &[format!("system:serviceaccount:{}:reader", ns.name())],
+            &[],
+        )
+        .await;
+    service_account(
+        &admin,
+        ns.name(),
+        "reader",
+        json!({ "eks.amazonaws.com/role-arn": role }),
+    )
+    .await;
+    proxy.fault(WEB_IDENTITY, "throttle", &role, 1).await;
+    proxy.fault(WEB_IDENTITY, "5xx", &role, 1).await;
+    let c = client(&jwt_spec("reader"), &ctx(&admin, ns.name(), "irsa"), &cache)
+        .await
+        .expect("credentials after a throttle and a server error");
+    assert_eq!(get(&c, remote(&name)).await, "v1");
+    assert_eq!(
+        proxy.statuses(WEB_IDENTITY, &role).await,
+        vec![400, 500, 200]
+    );
 }
 
 #[tokio::test]
