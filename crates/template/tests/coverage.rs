@@ -244,7 +244,7 @@ const ESO: &[&str] = &[
     "rsaDecrypt",
 ];
 
-/// Not implemented yet: time, cryptography, semver, URLs, and ESO's own functions.
+/// Not implemented yet: time, cryptography, semver, urlJoin.
 const NOT_YET: &[&str] = &[
     "ago",
     "date",
@@ -277,7 +277,6 @@ const NOT_YET: &[&str] = &[
     "decryptAES",
     "semver",
     "semverCompare",
-    "urlParse",
     "urlJoin",
 ];
 

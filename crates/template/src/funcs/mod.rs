@@ -16,6 +16,7 @@ mod math;
 mod misc;
 mod random;
 mod strings;
+mod url;
 
 /// A Go parameter type, as far as the template engine checks it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
