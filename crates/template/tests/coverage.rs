@@ -244,7 +244,7 @@ const ESO: &[&str] = &[
     "rsaDecrypt",
 ];
 
-/// Not implemented yet: time, cryptography, semver, urlJoin.
+/// Not implemented yet: time, cryptography, semver.
 const NOT_YET: &[&str] = &[
     "ago",
     "date",
@@ -277,7 +277,6 @@ const NOT_YET: &[&str] = &[
     "decryptAES",
     "semver",
     "semverCompare",
-    "urlJoin",
 ];
 
 #[test]

@@ -337,6 +337,7 @@ fn dec_op(a: &[Value], first: Value, op: char) -> FResult {
 pub(super) fn lookup(name: &str) -> Option<Func> {
     use Ty::*;
     Some(match name {
+        "urlJoin" => f!(&[Map], None, |_, a| super::url::url_join(&a)),
         "urlParse" => f!(&[Str], None, |_, a| super::url::url_parse(&a)),
         "hello" => f!(&[], None, |_, _| Ok(Value::str("Hello!"))),
         "abbrevboth" => f!(&[Int, Int, Str], None, |_, a| {

@@ -281,3 +281,91 @@ pub fn url_parse(a: &[Value]) -> FResult {
     m.insert(b"userinfo".to_vec(), Value::str(userinfo));
     Ok(Value::map(m))
 }
+
+fn dict_str(m: &BTreeMap<Vec<u8>, Value>, key: &str) -> Result<Vec<u8>, FuncError> {
+    match m.get(key.as_bytes()) {
+        None => Ok(Vec::new()),
+        Some(Value::Str(s)) => Ok(s.to_vec()),
+        Some(v) => Err(err(format!(
+            "unable to parse {key} key, must be of type string, but {} found",
+            v.kind_name()
+        ))),
+    }
+}
+
+/// sprig's `urlJoin`: Go's `url.URL.String` of the dict's fields.
+pub fn url_join(a: &[Value]) -> FResult {
+    let Value::Map(m, _) = &a[0] else {
+        return Err(err("assignment to entry in nil map"));
+    };
+    let m = m.borrow();
+    let (scheme, host, path) = (
+        dict_str(&m, "scheme")?,
+        dict_str(&m, "host")?,
+        dict_str(&m, "path")?,
+    );
+    let (query, opaque, fragment) = (
+        dict_str(&m, "query")?,
+        dict_str(&m, "opaque")?,
+        dict_str(&m, "fragment")?,
+    );
+    let userinfo = dict_str(&m, "userinfo")?;
+    let user = if userinfo.is_empty() {
+        None
+    } else {
+        let raw = [&b"proto://"[..], &userinfo, b"@host"].concat();
+        parse(&raw)
+            .map_err(|_| err("unable to parse userinfo in dict"))?
+            .user
+    };
+    let mut buf = Vec::new();
+    if !scheme.is_empty() {
+        buf.extend_from_slice(&scheme);
+        buf.push(b':');
+    }
+    if !opaque.is_empty() {
+        buf.extend_from_slice(&opaque);
+    } else {
+        if !scheme.is_empty() || !host.is_empty() || user.is_some() {
+            if !host.is_empty() || !path.is_empty() || user.is_some() {
+                buf.extend_from_slice(b"//");
+            }
+            if let Some((name, pass)) = &user {
+                buf.extend_from_slice(&escape(name, Mode::UserPassword));
+                if let Some(p) = pass {
+                    buf.push(b':');
+                    buf.extend_from_slice(&escape(p, Mode::UserPassword));
+                }
+                buf.push(b'@');
+            }
+            buf.extend_from_slice(&escape(&host, Mode::Host));
+        }
+        let epath = if path == b"*" {
+            path.clone()
+        } else {
+            escape(&path, Mode::Path)
+        };
+        if !epath.is_empty() && epath[0] != b'/' && !host.is_empty() {
+            buf.push(b'/');
+        }
+        if buf.is_empty()
+            && epath
+                .split(|c| *c == b'/')
+                .next()
+                .unwrap_or_default()
+                .contains(&b':')
+        {
+            buf.extend_from_slice(b"./");
+        }
+        buf.extend_from_slice(&epath);
+    }
+    if !query.is_empty() {
+        buf.push(b'?');
+        buf.extend_from_slice(&query);
+    }
+    if !fragment.is_empty() {
+        buf.push(b'#');
+        buf.extend_from_slice(&escape(&fragment, Mode::Fragment));
+    }
+    Ok(Value::str(buf))
+}
