@@ -28,7 +28,12 @@ fn until_step(b: &mut Budget, start: i64, stop: i64, step: i64) -> FResult {
     } else {
         (stop - start).unsigned_abs().div_ceil(step.unsigned_abs())
     };
-    b.alloc(usize::try_from(n).unwrap_or(usize::MAX))?;
+    // Checked in bytes of the list to build, before building it.
+    b.alloc(
+        usize::try_from(n)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(std::mem::size_of::<Value>()),
+    )?;
     let mut i = start;
     for _ in 0..n {
         v.push(Value::Int(i));
