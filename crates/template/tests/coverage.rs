@@ -252,8 +252,6 @@ const NOT_YET: &[&str] = &[
     "date_modify",
     "dateInZone",
     "dateModify",
-    "duration",
-    "durationRound",
     "htmlDate",
     "htmlDateInZone",
     "must_date_modify",

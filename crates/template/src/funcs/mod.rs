@@ -9,6 +9,7 @@ use crate::{ErrorKind, Limits};
 mod builtin;
 mod case;
 pub mod conv;
+mod duration;
 mod extra;
 mod json;
 mod lists;
@@ -158,6 +159,7 @@ pub fn lookup(name: &str) -> Option<Func> {
         .or_else(|| misc::lookup(name))
         .or_else(|| extra::lookup(name))
         .or_else(|| random::lookup(name))
+        .or_else(|| duration::lookup(name))
         .or_else(|| builtin::lookup(name))
 }
 
