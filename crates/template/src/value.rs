@@ -139,3 +139,31 @@ impl Value {
         }
     }
 }
+
+/// Values nest without bound (`$l = list $l` in a loop); dropping them iteratively keeps a deep
+/// value from overflowing the stack.
+impl Drop for Value {
+    fn drop(&mut self) {
+        let mut stack = Vec::new();
+        take_children(self, &mut stack);
+        while let Some(mut v) = stack.pop() {
+            take_children(&mut v, &mut stack);
+        }
+    }
+}
+
+fn take_children(v: &mut Value, stack: &mut Vec<Value>) {
+    match v {
+        Value::List(l, _) => {
+            if let Some(items) = Rc::get_mut(l) {
+                stack.append(items);
+            }
+        }
+        Value::Map(m, _) => {
+            if let Some(cell) = Rc::get_mut(m) {
+                stack.extend(std::mem::take(cell.get_mut()).into_values());
+            }
+        }
+        _ => {}
+    }
+}

@@ -166,3 +166,17 @@ fn fail_is_its_own_kind() {
     let e = render(r#"{{ fail "stop here" }}"#, &data(), &Limits::default()).expect_err("fail");
     assert_eq!(e.kind, ErrorKind::Fail);
 }
+
+#[test]
+fn deeply_nested_values_are_printed_compared_and_dropped_without_overflow() {
+    let limits = Limits {
+        max_steps: 10_000_000,
+        cpu_time: Duration::from_secs(30),
+        ..Limits::default()
+    };
+    let t = r#"{{ $l := list }}{{ range 300000 }}{{ $l = list $l }}{{ end }}{{ len $l }} {{ has $l (list $l) }} {{ len (toJson $l) }} {{ len (print $l) }}"#;
+    let out = render(t, &data(), &limits).expect("render");
+    assert!(out.starts_with(b"1 "), "{}", String::from_utf8_lossy(&out));
+    let t = r#"{{ $d := dict }}{{ range 300000 }}{{ $d = dict "k" $d }}{{ end }}{{ len $d }}"#;
+    assert_eq!(render(t, &data(), &limits).expect("render"), b"1");
+}

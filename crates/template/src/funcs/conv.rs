@@ -139,8 +139,16 @@ pub fn strings_value(v: Vec<Vec<u8>>) -> Value {
     )
 }
 
-/// Go's `reflect.DeepEqual` on template values.
+/// Go's `reflect.DeepEqual` on template values (values nested deeper than 100 levels compare
+/// unequal).
 pub fn deep_equal(a: &Value, b: &Value) -> bool {
+    deep_equal_at(a, b, 0)
+}
+
+fn deep_equal_at(a: &Value, b: &Value, depth: usize) -> bool {
+    if depth > 100 {
+        return false;
+    }
     match (a, b) {
         (Value::Nil, Value::Nil) => true,
         (Value::Bool(x), Value::Bool(y)) => x == y,
@@ -149,7 +157,11 @@ pub fn deep_equal(a: &Value, b: &Value) -> bool {
         (Value::Float(x), Value::Float(y)) => x == y,
         (Value::Str(x), Value::Str(y)) => x == y,
         (Value::List(x, k1), Value::List(y, k2)) => {
-            k1 == k2 && x.len() == y.len() && x.iter().zip(y.iter()).all(|(a, b)| deep_equal(a, b))
+            k1 == k2
+                && x.len() == y.len()
+                && x.iter()
+                    .zip(y.iter())
+                    .all(|(a, b)| deep_equal_at(a, b, depth + 1))
         }
         (Value::Map(x, k1), Value::Map(y, k2)) => {
             if std::rc::Rc::ptr_eq(x, y) {
@@ -159,7 +171,7 @@ pub fn deep_equal(a: &Value, b: &Value) -> bool {
             k1 == k2
                 && x.len() == y.len()
                 && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| deep_equal(v, w)))
+                    .all(|(k, v)| y.get(k).is_some_and(|w| deep_equal_at(v, w, depth + 1)))
         }
         _ => false,
     }

@@ -92,7 +92,7 @@ fn seq(b: &mut Budget, a: &[Value]) -> FResult {
     };
     let l = until_step(b, start, stop, step)?;
     let mut o = Vec::new();
-    if let Value::List(items, _) = l {
+    if let Value::List(items, _) = &l {
         for (i, v) in items.iter().enumerate() {
             if i > 0 {
                 o.push(b' ');
