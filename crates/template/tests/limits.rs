@@ -62,6 +62,15 @@ fn nested_ifs_inside_recursion_hit_the_depth_limit_without_overflowing_the_stack
 }
 
 #[test]
+fn deep_pipelines_inside_deep_recursion_do_not_overflow_the_stack() {
+    let parens = format!("{}len .{}", "(".repeat(190), ")".repeat(190));
+    let t = format!(
+        r#"{{{{ define "r" }}}}{{{{ $x := {parens} }}}}{{{{ template "r" . }}}}{{{{ end }}}}{{{{ template "r" . }}}}"#
+    );
+    limit_error(&t);
+}
+
+#[test]
 fn deep_nesting_is_refused_by_the_parser() {
     let t = format!("{{{{ {}1{} }}}}", "(".repeat(5000), ")".repeat(5000));
     let e = render(&t, &data(), &Limits::default()).expect_err("nesting");

@@ -607,7 +607,7 @@ enum Stop {
 /// Nesting of control structures and parenthesized pipelines beyond which a template is
 /// refused (the parser and executor recurse on it; Go has no such limit but no template
 /// written by hand comes near it).
-pub const MAX_NEST: usize = 100;
+pub const MAX_NEST: usize = 200;
 
 struct Parser<'f> {
     toks: Vec<Token>,
@@ -825,6 +825,14 @@ impl Parser<'_> {
     }
 
     fn control(&mut self, pos: usize, ctx: &'static str) -> PResult<Node> {
+        // `else if` chains recurse here rather than through `list`.
+        self.enter()?;
+        let r = self.control_inner(pos, ctx);
+        self.nest -= 1;
+        r
+    }
+
+    fn control_inner(&mut self, pos: usize, ctx: &'static str) -> PResult<Node> {
         let mark = self.vars.len();
         let pipe = self.pipeline(ctx, ctx == "range")?;
         if ctx == "range" {
