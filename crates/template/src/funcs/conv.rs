@@ -58,47 +58,89 @@ pub fn parse_int(s: &[u8], base0: bool) -> Option<i64> {
     i64::try_from(i).ok()
 }
 
-fn trim_zero_decimal(s: &[u8]) -> &[u8] {
-    let mut found_zero = false;
-    for i in (1..=s.len()).rev() {
-        match s[i - 1] {
-            b'.' if found_zero => return &s[..i - 1],
-            b'.' => return s,
-            b'0' => found_zero = true,
-            _ => return s,
-        }
+/// cast's `trimDecimal`: a decimal number keeps only its integer part ("1.5" → "1", "-.5" →
+/// "-0"); anything else is left for the integer parser to refuse.
+fn trim_decimal(s: &[u8]) -> Vec<u8> {
+    if !s.contains(&b'.') {
+        return s.to_vec();
     }
-    s
+    let sign = usize::from(matches!(s.first(), Some(b'+' | b'-')));
+    let int_end = sign + s[sign..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let rest = &s[int_end..];
+    let is_number = rest.first() == Some(&b'.') && rest[1..].iter().all(u8::is_ascii_digit);
+    if !is_number {
+        return s.to_vec();
+    }
+    let mut int = s[..int_end].to_vec();
+    if int.len() == sign {
+        int.push(b'0');
+    }
+    int
 }
 
-/// `cast.ToInt64` (errors give 0).
+/// `cast.ToInt64` (cast v1.10, which ESO builds with; errors give 0).
 pub fn to_int64(v: &Value) -> i64 {
     match v {
         Value::Int(i) | Value::Int64(i) => *i,
         Value::Byte(b) => i64::from(*b),
         Value::Float(f) => *f as i64,
         Value::Bool(b) => i64::from(*b),
-        Value::Str(s) => parse_int(trim_zero_decimal(s), true).unwrap_or(0),
+        Value::Str(s) => parse_int(&trim_decimal(s), true).unwrap_or(0),
         _ => 0,
     }
 }
 
-/// Go's `strconv.ParseFloat(s, 64)`.
+/// Go's `strconv.ParseFloat(s, 64)`: decimal and hexadecimal (`0x1p-2`) forms, `inf`/`nan`,
+/// and underscores between digits.
 pub fn parse_float(s: &[u8]) -> Option<f64> {
     let s = std::str::from_utf8(s).ok()?;
     let l = s.to_ascii_lowercase();
-    let t = l.trim_start_matches(['+', '-']);
-    if matches!(t, "inf" | "infinity" | "nan") {
-        return l.parse::<f64>().ok().or(Some(if l.starts_with('-') {
-            f64::NEG_INFINITY
-        } else {
-            f64::INFINITY
-        }));
+    let (neg, t) = match l.as_bytes().first() {
+        Some(b'-') => (true, &l[1..]),
+        Some(b'+') => (false, &l[1..]),
+        _ => (false, &l[..]),
+    };
+    let signed = |f: f64| if neg { -f } else { f };
+    match t {
+        "inf" | "infinity" => return Some(signed(f64::INFINITY)),
+        "nan" => return Some(f64::NAN),
+        _ => {}
     }
-    if s.contains('_') || t.starts_with("0x") {
+    if t.contains('_') {
+        // Each underscore must sit between digits (or after a base prefix).
+        let b = t.as_bytes();
+        for (i, c) in b.iter().enumerate() {
+            if *c == b'_' {
+                let prev_ok = i > 0 && (b[i - 1].is_ascii_hexdigit() || (i == 2 && b[1] == b'x'));
+                let next_ok = b.get(i + 1).is_some_and(u8::is_ascii_hexdigit);
+                if !prev_ok || !next_ok {
+                    return None;
+                }
+            }
+        }
+    }
+    let t: String = t.chars().filter(|c| *c != '_').collect();
+    if let Some(h) = t.strip_prefix("0x") {
+        let (mant, exp) = h.split_once('p')?;
+        let exp: i32 = exp.parse().ok()?;
+        let (ip, fp) = mant.split_once('.').unwrap_or((mant, ""));
+        if ip.is_empty() && fp.is_empty() {
+            return None;
+        }
+        let mut v = 0f64;
+        for c in ip.chars().chain(fp.chars()) {
+            v = v * 16.0 + f64::from(c.to_digit(16)?);
+        }
+        let e = exp - 4 * fp.len() as i32;
+        return Some(signed(v * 2f64.powi(e)));
+    }
+    if !t
+        .bytes()
+        .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'+' | b'-'))
+    {
         return None;
     }
-    s.parse::<f64>().ok()
+    t.parse::<f64>().ok().map(signed)
 }
 
 /// `cast.ToFloat64` (errors give 0).
