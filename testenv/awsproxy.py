@@ -151,15 +151,30 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def _read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            body = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return body
+                body += self.rfile.read(size)
+                self.rfile.readline()
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n else b""
 
     def _send(self, status: int, headers: dict, body: bytes) -> None:
         self.send_response(status)
         for k, v in headers.items():
-            if k.lower() not in ("content-length", "transfer-encoding", "connection"):
+            if k.lower() not in ("content-length", "transfer-encoding", "connection", "server",
+                                 "date"):
                 self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))
+        # One request per connection: no keep-alive connection is ever closed under a client
+        # that is about to reuse it.
+        self.send_header("Connection", "close")
+        self.close_connection = True
         self.end_headers()
         self.wfile.write(body)
 
@@ -284,7 +299,8 @@ class Handler(BaseHTTPRequestHandler):
         conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
         try:
             headers = {k: v for k, v in self.headers.items()
-                       if k.lower() not in ("connection", "proxy-connection", "keep-alive")}
+                       if k.lower() not in ("connection", "proxy-connection", "keep-alive",
+                                            "transfer-encoding")}
             conn.request(self.command, path, body=body or None, headers=headers)
             resp = conn.getresponse()
             return resp.status, dict(resp.getheaders()), resp.read()
