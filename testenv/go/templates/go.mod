@@ -1,5 +1,10 @@
 // Renders the template conformance cases with Go's text/template and sprig (see main.go), in a
 // module of its own so that nothing else moves its dependencies.
+//
+// ESO vendors sprig at commit 8cb06fe3c8b0 (v3.3.1-0.20241028115027-8cb06fe3c8b0), a
+// pseudo-version the Go checksum database does not know, so this uses v3.3.0, the newest
+// tagged release, with sprig's dependencies raised to the versions ESO's runtime module pins
+// (spf13/cast v1.10.0, dario.cat/mergo v1.0.2, Masterminds/semver v3.4.0).
 module lockstep.dev/testenv/templates
 
 go 1.24.0
