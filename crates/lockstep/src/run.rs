@@ -134,16 +134,25 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         }
     };
-    let (_, _, _, _, m, h) = tokio::join!(
+    // The HTTP servers drain their connections on shutdown, but an idle keep-alive connection
+    // (a scraper's) must not hold the process up: they get a few seconds.
+    let grace = stopped();
+    let servers = async move {
+        let both =
+            async { tokio::try_join!(metrics_server.into_future(), health_server.into_future()) };
+        tokio::select! {
+            result = both => result.map(|_| ()),
+            () = async { grace.await; tokio::time::sleep(std::time::Duration::from_secs(5)).await } => Ok(()),
+        }
+    };
+    let (_, _, _, _, served) = tokio::join!(
         signal,
         lockstep_controller::externalsecret::run(ctx.clone(), stopped()),
         lockstep_controller::secretstore::run(ctx.clone(), stopped()),
         reload,
-        metrics_server,
-        health_server,
+        servers,
     );
-    m?;
-    h?;
+    served?;
     Ok(())
 }
 

@@ -188,7 +188,9 @@ async fn lockstep_run_syncs_under_its_chart_rbac_serves_metrics_and_stops_on_sig
     assert!(metrics.contains("externalsecret_provider_api_calls_count"));
     assert!(!metrics.contains(&canary));
 
-    // SIGTERM: a clean exit, promptly.
+    // SIGTERM: a clean exit, promptly (idle keep-alive connections closed first, as a scraper
+    // would; the binary bounds its HTTP drain anyway).
+    drop(http);
     let pid = running.child.id().to_string();
     assert!(
         Command::new("kill")
