@@ -69,6 +69,9 @@ pub struct Context {
     pub aws_clients: lockstep_providers::aws::AwsCache,
     /// Consecutive failures per ExternalSecret, for per-object backoff.
     failures: Mutex<HashMap<ObjectRef<ExternalSecret>, u32>>,
+    /// Periodic refreshes in flight: at most half the workers, so new and changed
+    /// ExternalSecrets always find a worker even when many refreshes fall due together.
+    refresh_slots: Arc<tokio::sync::Semaphore>,
     /// Reconciles in flight per store.
     store_slots: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
 }
@@ -80,6 +83,7 @@ impl Context {
             controller: "external-secrets".into(),
             instance: std::env::var("POD_NAME").ok(),
         };
+        let config_concurrency = config.concurrency;
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -90,7 +94,16 @@ impl Context {
             aws_clients: Default::default(),
             failures: Mutex::default(),
             store_slots: Mutex::default(),
+            refresh_slots: Arc::new(tokio::sync::Semaphore::new(
+                usize::from(config_concurrency / 2).max(1),
+            )),
         }
+    }
+
+    /// A slot for one periodic refresh, or `None` when half the workers are already
+    /// refreshing (the ExternalSecret is then put back for a moment).
+    pub fn try_refresh_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.refresh_slots.clone().try_acquire_owned().ok()
     }
 
     /// A slot for one reconcile on `store`, or `None` when the store already has

@@ -259,6 +259,16 @@ fn should_refresh(es: &ExternalSecret, interval: Duration) -> bool {
     }
 }
 
+/// Whether a sync is due only because time passed: the Secret is valid and the
+/// ExternalSecret was synced at its current generation and metadata.
+fn is_periodic_refresh(es: &ExternalSecret, secret_valid: bool) -> bool {
+    let synced = es
+        .status
+        .as_ref()
+        .and_then(|s| s.synced_resource_version.as_deref());
+    secret_valid && synced == Some(hash::synced_resource_version(&es.metadata).as_str())
+}
+
 /// When to look again after a sync: the rest of the interval plus up to 10% jitter, so that
 /// ExternalSecrets synced together do not all refresh together.
 fn next_refresh(es: &ExternalSecret, interval: Duration) -> Action {
@@ -315,6 +325,19 @@ async fn sync(
     if !should_refresh(es, interval) && valid {
         return Ok(next_refresh(es, interval));
     }
+    // New and changed ExternalSecrets go before periodic refreshes: a refresh that is only due
+    // by time needs one of the refresh slots (half the workers) and otherwise waits a moment.
+    let _refresh_slot = if is_periodic_refresh(es, valid) {
+        match ctx.try_refresh_slot() {
+            Some(slot) => Some(slot),
+            None => {
+                let ms = rand::rng().random_range(200..=1000);
+                return Ok(Action::requeue(Duration::from_millis(ms)));
+            }
+        }
+    } else {
+        None
+    };
 
     let fetched = match fetch::fetch(ctx, es, &namespace, seen).await? {
         Outcome::OtherController => return Ok(Action::await_change()),
@@ -461,4 +484,32 @@ async fn sync(
 pub fn error_policy(es: Arc<ExternalSecret>, err: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(namespace = es.namespace(), name = es.name_any(), error = %err, "reconcile failed");
     Action::requeue(ctx.backoff(&ObjectRef::from_obj(es.as_ref())))
+}
+
+#[cfg(test)]
+mod tests {
+    use lockstep_api::external_secret::ExternalSecretSpec;
+
+    use super::*;
+
+    #[test]
+    fn only_a_time_driven_refresh_of_a_synced_object_is_periodic() {
+        let mut es = ExternalSecret::new("db", ExternalSecretSpec::default());
+        es.metadata.generation = Some(1);
+        assert!(!is_periodic_refresh(&es, true), "never synced: new");
+        es.status = Some(ExternalSecretStatus {
+            synced_resource_version: Some(hash::synced_resource_version(&es.metadata)),
+            ..Default::default()
+        });
+        assert!(is_periodic_refresh(&es, true));
+        assert!(
+            !is_periodic_refresh(&es, false),
+            "a missing or tampered Secret is not periodic"
+        );
+        es.metadata.generation = Some(2);
+        assert!(
+            !is_periodic_refresh(&es, true),
+            "a changed spec is not periodic"
+        );
+    }
 }
