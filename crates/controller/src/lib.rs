@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod reload;
 pub mod scrub;
 pub mod secretstore;
+pub mod shutdown;
 pub mod stores;
 
 pub use context::{Config, Context};

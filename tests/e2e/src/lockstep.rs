@@ -58,11 +58,15 @@ impl Lockstep {
         Self { ctx, stop, tasks }
     }
 
-    /// Stops the controllers and waits for them to finish.
+    /// Stops the controllers and waits for them to finish; they must do so within their
+    /// shutdown grace period (a hang here is a failure, never a stuck test run).
     pub async fn stop(mut self) {
         let _ = self.stop.send(true);
+        let bound = lockstep_controller::shutdown::GRACE + std::time::Duration::from_secs(10);
         for t in self.tasks.drain(..) {
-            let _ = t.await;
+            if tokio::time::timeout(bound, t).await.is_err() {
+                panic!("Lockstep's controllers did not stop within {bound:?} of shutdown");
+            }
         }
     }
 

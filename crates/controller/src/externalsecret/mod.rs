@@ -46,6 +46,7 @@ fn references_store(es: &ExternalSecret, kind: StoreRefKind, name: &str) -> bool
 
 /// Runs the ExternalSecret controller until `shutdown` completes.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let shutdown = crate::shutdown::signal(shutdown);
     let client = ctx.client.clone();
     let (es_api, secret_api, store_api) = match ctx.config.namespace.as_deref() {
         Some(ns) => (
@@ -141,12 +142,17 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     }
     controller
         .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(
             move |es, ctx| reconcile::reconcile(es, ctx, memory.clone()),
             reconcile::error_policy,
             ctx,
         )
+        .take_until(crate::shutdown::deadline(
+            shutdown,
+            "externalsecret",
+            crate::shutdown::GRACE,
+        ))
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "externalsecret controller");

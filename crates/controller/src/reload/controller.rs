@@ -8,8 +8,8 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures::StreamExt;
 use futures::channel::mpsc;
-use futures::{FutureExt, StreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, PodTemplateSpec, Secret};
@@ -449,7 +449,7 @@ where
 async fn run_kind<K: Workload>(
     shared: Arc<Shared>,
     trigger: mpsc::UnboundedReceiver<ObjectRef<K>>,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    shutdown: crate::shutdown::Signal,
 ) {
     let ns = shared.ctx.config.namespace.clone();
     let debounce = shared.ctx.config.reload.debounce;
@@ -459,8 +459,13 @@ async fn run_kind<K: Workload>(
     )
     .reconcile_on(trigger)
     .with_config(controller::Config::default().debounce(debounce))
-    .graceful_shutdown_on(shutdown)
+    .graceful_shutdown_on(shutdown.clone())
     .run(reconcile::<K>, error_policy::<K>, shared)
+    .take_until(crate::shutdown::deadline(
+        shutdown,
+        "reload",
+        crate::shutdown::GRACE,
+    ))
     .for_each(|result| async move {
         if let Err(e) = result {
             tracing::debug!(error = %e, "reload controller");
@@ -471,7 +476,7 @@ async fn run_kind<K: Workload>(
 
 /// Runs the reload controller until `shutdown` completes.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let shutdown = shutdown.shared();
+    let shutdown = crate::shutdown::signal(shutdown);
     let client = ctx.client.clone();
     let ns = ctx.config.namespace.clone();
     let (secrets, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();

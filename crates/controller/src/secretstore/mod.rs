@@ -202,7 +202,8 @@ fn error_policy<K>(_: Arc<K>, err: &Error, _: Arc<Context>) -> Action {
 
 /// Runs the store controllers until `shutdown` completes.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    let shutdown = crate::shutdown::signal(shutdown);
+    let deadline = |what| crate::shutdown::deadline(shutdown.clone(), what, crate::shutdown::GRACE);
     let client = ctx.client.clone();
     let stores = match ctx.config.namespace.as_deref() {
         Some(ns) => Api::<SecretStore>::namespaced(client.clone(), ns),
@@ -211,14 +212,16 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let namespaced = Controller::new(stores, watcher::Config::default())
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile_namespaced, error_policy, ctx.clone())
+        .take_until(deadline("secretstore"))
         .for_each(|_| async {});
     if ctx.config.cluster_stores {
         let cluster = Controller::new(
             Api::<ClusterSecretStore>::all(client),
             watcher::Config::default(),
         )
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(reconcile_cluster, error_policy, ctx.clone())
+        .take_until(deadline("clustersecretstore"))
         .for_each(|_| async {});
         futures::join!(namespaced, cluster);
     } else {
