@@ -15,8 +15,9 @@
 //! `get_secret_map` returns the data (or `labels` and `annotations` as JSON), or with a
 //! property the members of the JSON object stored there, each re-marshalled as JSON.
 //! `get_all_secrets` lists Secrets by label (`tags`, which win over `name`) or by an unanchored
-//! name regexp, each as the JSON of its data. A missing Secret or key is
-//! [`ProviderError::NotFound`].
+//! name regexp, each as the JSON of its data. A missing Secret is
+//! [`ProviderError::NotFound`] (so deletionPolicy applies); a missing property is
+//! [`ProviderError::InvalidData`], an error that keeps the target, as in ESO.
 //!
 //! **Validation** (as ESO): a SelfSubjectRulesReview in the remote namespace, then a
 //! SelfSubjectAccessReview for `get secrets`; a ClusterSecretStore with referent authentication

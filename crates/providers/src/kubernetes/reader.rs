@@ -136,8 +136,14 @@ impl SecretsClient for KubernetesSecrets {
         } else {
             data_property(&secret, property)
         };
-        found.ok_or_else(|| ProviderError::NotFound {
-            key: format!("{}, property {property}", remote.key),
+        // As ESO: a missing property is an error, not a missing secret, so deletionPolicy
+        // never removes data because a key was renamed in the source Secret.
+        found.ok_or_else(|| {
+            ProviderError::InvalidData(format!(
+                "property {property} does not exist in {} of secret {:?}",
+                if fetch { "metadata" } else { "data" },
+                remote.key
+            ))
         })
     }
 
@@ -411,8 +417,8 @@ fn property_map(key: &str, property: &str, base: &BTreeMap<String, Vec<u8>>) -> 
         hit
     };
     wipe_string(doc);
-    let encoded = encoded.ok_or_else(|| ProviderError::NotFound {
-        key: format!("{key}, property {property}"),
+    let encoded = encoded.ok_or_else(|| {
+        ProviderError::InvalidData(format!("property {property} does not exist in key {key:?}"))
     })?;
     let invalid = || {
         ProviderError::InvalidData(format!(
@@ -601,7 +607,7 @@ mod tests {
         assert_eq!(get("tls"), r#"{"mode":"verify"}"#);
         assert_eq!(get("n"), "null");
         let err = property_map("db", "missing", &base).expect_err("missing");
-        assert!(matches!(err, ProviderError::NotFound { .. }));
+        assert!(matches!(err, ProviderError::InvalidData(_)));
         let err = property_map("db", "username", &base).expect_err("not an object");
         assert!(matches!(err, ProviderError::InvalidData(_)));
         assert!(!err.to_string().contains("app"));

@@ -311,12 +311,27 @@ async fn service_account_token_reads_every_shape_eso_supports() {
     );
     assert_eq!(whole, expected);
 
-    // Missing Secret and missing key are NotFound (drives deletionPolicy).
-    for missing in [RemoteRef::key("nope"), property("db-creds", "nope")] {
+    // A missing Secret is NotFound (drives deletionPolicy); a missing property is an error
+    // that keeps the target, as in ESO, and names the property but no value.
+    match get(RemoteRef::key("nope")).await {
+        Err(ProviderError::NotFound { .. }) => {}
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    for missing in [
+        property("db-creds", "nope"),
+        fetch("db-creds", Some("labels.nope")),
+    ] {
         match get(missing).await {
-            Err(ProviderError::NotFound { .. }) => {}
-            other => panic!("expected NotFound, got {other:?}"),
+            Err(ProviderError::InvalidData(m)) => {
+                assert!(m.contains("does not exist"), "{m}");
+                assert!(!m.contains(PASSWORD), "{m}");
+            }
+            other => panic!("expected InvalidData, got {other:?}"),
         }
+    }
+    match c.get_secret_map(&property("db-creds", "nope")).await {
+        Err(ProviderError::InvalidData(_)) => {}
+        other => panic!("expected InvalidData, got {other:?}"),
     }
 
     // Metadata.

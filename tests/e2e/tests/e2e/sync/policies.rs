@@ -296,6 +296,107 @@ async fn a_slow_store_does_not_starve_the_others() {
 }
 
 #[tokio::test]
+async fn new_external_secrets_go_before_periodic_refreshes() {
+    let client = test_env().admin_client().await;
+    ensure_crds(&client).await;
+    let ns = TestNamespace::create(&client, "sync-order").await;
+    // A store endpoint that accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            open.push(socket);
+        }
+    });
+    let token: Secret = serde_json::from_value(
+        json!({ "metadata": { "name": "t" }, "stringData": { "token": "x" } }),
+    )
+    .expect("secret");
+    Api::<Secret>::namespaced(client.clone(), ns.name())
+        .create(&Default::default(), &token)
+        .await
+        .expect("token");
+    // Two workers, and one store may use both: only the refresh slot (half the workers) keeps
+    // a worker free for new ExternalSecrets while periodic refreshes hang.
+    let lockstep = Lockstep::start_with(
+        client.clone(),
+        lockstep_controller::Config {
+            namespace: Some(ns.name().to_owned()),
+            cluster_stores: false,
+            concurrency: 2,
+            per_store_concurrency: 2,
+            ..lockstep_controller::Config::default()
+        },
+    );
+    create_store(&client, ns.name(), json!({
+        "apiVersion": "external-secrets.io/v1", "kind": "SecretStore", "metadata": { "name": "fake" },
+        "spec": { "provider": { "fake": { "data": [{ "key": "k", "value": "v1" }] } } }
+    })).await;
+    for i in 0..4 {
+        create_es(&client, ns.name(), es(&format!("periodic-{i}"), json!({}))).await;
+    }
+    for i in 0..4 {
+        wait_ready_reason(&client, ns.name(), &format!("periodic-{i}"), "SecretSynced").await;
+    }
+    // The store now hangs: every periodic refresh of the four (due each second) would hold a
+    // worker for the provider's whole timeout.
+    Api::<SecretStore>::namespaced(client.clone(), ns.name())
+        .patch(
+            "fake",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "spec": { "provider": { "fake": null, "vault": {
+                "server": format!("http://127.0.0.1:{port}"), "path": "secret",
+                "auth": { "tokenSecretRef": { "name": "t", "key": "token" } } } } } })),
+        )
+        .await
+        .expect("switch the store to the hanging endpoint");
+    // Refreshes (and the store's validation) now hang on it.
+    eventually("refreshes to reach the hanging store", TIMEOUT, || async {
+        (accepted.load(std::sync::atomic::Ordering::SeqCst) >= 2).then_some(())
+    })
+    .await;
+    create_store(&client, ns.name(), json!({
+        "apiVersion": "external-secrets.io/v1", "kind": "SecretStore", "metadata": { "name": "other" },
+        "spec": { "provider": { "fake": { "data": [{ "key": "k", "value": "new" }] } } }
+    })).await;
+    let started = std::time::Instant::now();
+    create_es(
+        &client,
+        ns.name(),
+        es("new", json!({ "secretStoreRef": { "name": "other" } })),
+    )
+    .await;
+    wait_secret(
+        &client,
+        ns.name(),
+        "new",
+        "the new ExternalSecret's Secret",
+        |s| value(s, "v").as_deref() == Some("new"),
+    )
+    .await;
+    // With periodic refreshes on both workers the new one would wait for the provider timeout.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    // The synced Secrets keep their data while their store hangs.
+    let secret = Api::<Secret>::namespaced(client.clone(), ns.name())
+        .get("periodic-0")
+        .await
+        .expect("secret");
+    assert_eq!(value(&secret, "v").as_deref(), Some("v1"));
+    drop(lockstep);
+    held.abort();
+}
+
+#[tokio::test]
 async fn stores_of_another_controller_class_are_left_alone() {
     let client = test_env().admin_client().await;
     ensure_crds(&client).await;
