@@ -37,10 +37,48 @@ impl OpenBao {
 
     /// Sends a request with the root token; returns the status and the JSON body.
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.send(Some(&self.token), None, method, path, body).await
+    }
+
+    /// Like [`OpenBao::call`], in OpenBao namespace `ns` when given.
+    pub async fn call_in(
+        &self,
+        ns: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        self.send(Some(&self.token), ns, method, path, body).await
+    }
+
+    /// Like [`OpenBao::call`], with `token` instead of the root token (or none).
+    pub async fn call_as(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        self.send(token, None, method, path, body).await
+    }
+
+    async fn send(
+        &self,
+        token: Option<&str>,
+        ns: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut req = self
             .http
-            .request(method, format!("{}/v1/{path}", self.addr))
-            .header("X-Vault-Token", &self.token);
+            .request(method, format!("{}/v1/{path}", self.addr));
+        if let Some(token) = token {
+            req = req.header("X-Vault-Token", token);
+        }
+        if let Some(ns) = ns {
+            req = req.header("X-Vault-Namespace", ns);
+        }
         if let Some(body) = body {
             req = req.json(&body);
         }
@@ -48,6 +86,38 @@ impl OpenBao {
         let status = resp.status().as_u16();
         let text = resp.text().await.expect("OpenBao response");
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Like [`OpenBao::call_in`], panicking unless the answer is 2xx.
+    pub async fn ok_in(
+        &self,
+        ns: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
+        let (status, out) = self.call_in(ns, method, path, body).await;
+        assert!((200..300).contains(&status), "{path}: HTTP {status}: {out}");
+        out
+    }
+
+    /// Writes a KV v2 secret at `path` of `mount` from JSON text, so numbers reach OpenBao
+    /// exactly as written.
+    pub async fn put_kv2_raw(&self, mount: &str, path: &str, data: &str) {
+        let resp = self
+            .http
+            .post(format!("{}/v1/{mount}/data/{path}", self.addr))
+            .header("X-Vault-Token", &self.token)
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"data":{data}}}"#))
+            .send()
+            .await
+            .expect("OpenBao request");
+        assert!(
+            resp.status().is_success(),
+            "writing {path}: {}",
+            resp.status()
+        );
     }
 
     /// Like [`OpenBao::call`], panicking unless the answer is 2xx.

@@ -18,7 +18,7 @@ use lockstep_api::providers::vault::{
     VaultCertAuth, VaultClientTls, VaultGcpAuth, VaultIamAuth, VaultJwtAuth, VaultKubernetesAuth,
     VaultKubernetesServiceAccountTokenAuth, VaultLdapAuth, VaultProvider, VaultUserPassAuth,
 };
-use lockstep_e2e::{TestNamespace, test_env, unique_name};
+use lockstep_e2e::{OpenBao, TestNamespace, test_env, unique_name};
 use lockstep_providers::vault::{VaultCache, VaultCacheConfig, VaultSpec, client};
 use lockstep_providers::{ProviderError, SecretsClient, StoreContext, StoreKind, Validation};
 use reqwest::Method;
@@ -28,77 +28,19 @@ use serde_json::{Value, json};
 // OpenBao administration with the root token (test setup only)
 // ---------------------------------------------------------------------------------------------
 
-struct Bao {
-    http: reqwest::Client,
-    addr: String,
-    token: String,
+/// The environment's OpenBao as its administrator, with the setup this file needs.
+struct Bao(OpenBao);
+
+impl std::ops::Deref for Bao {
+    type Target = OpenBao;
+    fn deref(&self) -> &OpenBao {
+        &self.0
+    }
 }
 
 impl Bao {
     fn new() -> Self {
-        let env = test_env();
-        Self {
-            http: env.openbao_http(),
-            addr: env.var("BAO_ADDR").to_owned(),
-            token: env.var("BAO_TOKEN").to_owned(),
-        }
-    }
-
-    async fn call(
-        &self,
-        ns: Option<&str>,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}/v1/{path}", self.addr))
-            .header("X-Vault-Token", &self.token);
-        if let Some(ns) = ns {
-            req = req.header("X-Vault-Namespace", ns);
-        }
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let resp = req.send().await.expect("OpenBao request");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.expect("OpenBao body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn ok_in(
-        &self,
-        ns: Option<&str>,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Value {
-        let (status, out) = self.call(ns, method, path, body).await;
-        assert!((200..300).contains(&status), "{path}: HTTP {status}: {out}");
-        out
-    }
-
-    async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
-        self.ok_in(None, method, path, body).await
-    }
-
-    /// Writes a KV v2 secret from JSON text, so numbers reach OpenBao exactly as written.
-    async fn put_raw(&self, mount: &str, path: &str, data: &str) {
-        let resp = self
-            .http
-            .post(format!("{}/v1/{mount}/data/{path}", self.addr))
-            .header("X-Vault-Token", &self.token)
-            .header("content-type", "application/json")
-            .body(format!(r#"{{"data":{data}}}"#))
-            .send()
-            .await
-            .expect("OpenBao request");
-        assert!(
-            resp.status().is_success(),
-            "writing {path}: {}",
-            resp.status()
-        );
+        Self(OpenBao::new())
     }
 
     /// Writes a KV v2 secret (a new version).
@@ -211,7 +153,6 @@ impl Bao {
             let accessor = accessor.as_str().expect("accessor");
             let (status, info) = self
                 .call(
-                    None,
                     Method::POST,
                     "auth/token/lookup-accessor",
                     Some(json!({ "accessor": accessor })),
@@ -363,7 +304,7 @@ async fn kv_v2_value_property_version_and_extract() {
     let path = unique_name("app");
     bao.put("secret", &path, json!({ "user": "first", "pass": "p1" }))
         .await;
-    bao.put_raw(
+    bao.put_kv2_raw(
         "secret",
         &path,
         r#"{ "user": "app", "pass": "a&b<c>", "port": 5432, "ratio": 1.50, "big": 1e6,

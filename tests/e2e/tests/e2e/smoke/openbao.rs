@@ -1,65 +1,14 @@
 //! OpenBao: KV v2 over TLS, the kubernetes auth method (TokenReview against our apiserver) and
 //! the jwt auth method (the apiserver's service-account public key).
 
-use lockstep_e2e::{TestNamespace, test_env, unique_name};
-use serde_json::{Value, json};
+use lockstep_e2e::{OpenBao, TestNamespace, test_env, unique_name};
+use serde_json::json;
 
 use super::control_plane::{default_service_account, token_for};
 
-/// A tiny OpenBao API client for the smoke tests: address, root token and its CA.
-struct Bao {
-    http: reqwest::Client,
-    addr: String,
-    token: String,
-}
-
-impl Bao {
-    fn new() -> Self {
-        let env = test_env();
-        Self {
-            http: env.openbao_http(),
-            addr: env.var("BAO_ADDR").to_owned(),
-            token: env.var("BAO_TOKEN").to_owned(),
-        }
-    }
-
-    /// Sends `body` to `path` with the root token; returns the HTTP status and the JSON body.
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        self.call_as(Some(&self.token), method, path, body).await
-    }
-
-    async fn call_as(
-        &self,
-        token: Option<&str>,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}/v1/{path}", self.addr));
-        if let Some(token) = token {
-            req = req.header("X-Vault-Token", token);
-        }
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let resp = req.send().await.expect("OpenBao request over TLS");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.expect("OpenBao response body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn ok(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let (status, out) = self.call(method, path, body).await;
-        assert!((200..300).contains(&status), "{path}: HTTP {status}: {out}");
-        out
-    }
-}
-
 #[tokio::test]
 async fn kv_v2_secret_is_written_and_read_back_over_tls() {
-    let bao = Bao::new();
+    let bao = OpenBao::new();
     let path = unique_name("smoke");
     bao.ok(
         reqwest::Method::POST,
@@ -94,7 +43,7 @@ async fn kubernetes_auth_logs_in_with_a_token_request_token() {
     let client = env.admin_client().await;
     let ns = TestNamespace::create(&client, "smoke-baok8s").await;
     default_service_account(&client, ns.name()).await;
-    let bao = Bao::new();
+    let bao = OpenBao::new();
 
     let mount = unique_name("kubernetes");
     bao.ok(
@@ -176,7 +125,7 @@ async fn jwt_auth_verifies_tokens_with_the_service_account_public_key() {
     let client = env.admin_client().await;
     let ns = TestNamespace::create(&client, "smoke-baojwt").await;
     default_service_account(&client, ns.name()).await;
-    let bao = Bao::new();
+    let bao = OpenBao::new();
 
     let mount = unique_name("jwt");
     bao.ok(
