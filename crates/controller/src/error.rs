@@ -24,6 +24,9 @@ pub enum Error {
     /// Writing the target Secret is not possible as asked.
     #[error("{0}")]
     Target(String),
+    /// A template did not render (its message has the position; never a value).
+    #[error("{0}")]
+    Template(String),
 }
 
 impl Error {
@@ -33,7 +36,8 @@ impl Error {
         match self {
             Self::Kube(_) => true,
             Self::Provider(e) => matches!(e, ProviderError::Unavailable(_)),
-            Self::Store(_) | Self::Target(_) => true,
+            // A template may read a ConfigMap or Secret that is fixed later.
+            Self::Store(_) | Self::Target(_) | Self::Template(_) => true,
             Self::Invalid(_) | Self::Unsupported(_) => false,
         }
     }

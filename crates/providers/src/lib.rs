@@ -12,6 +12,7 @@ pub mod aws;
 pub mod context;
 mod error;
 pub mod fake;
+pub mod gojson;
 pub mod kubernetes;
 pub mod property;
 pub mod vault;

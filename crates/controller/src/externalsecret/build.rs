@@ -10,6 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
 use lockstep_api::external_secret::{
     ConversionStrategy, CreationPolicy, DecodingStrategy, ExternalSecret, NullBytePolicy, Rewrite,
+    RewriteMerge,
 };
 use lockstep_api::value::SecretValue;
 use lockstep_api::{hash, well_known};
@@ -53,22 +54,99 @@ pub fn convert_key(key: &str, strategy: ConversionStrategy) -> String {
         .collect()
 }
 
-/// Applies `rewrite` rules to the keys of a map, in order. Only `regexp` is implemented here;
-/// the controller reports the others as unsupported before fetching.
+/// Applies `rewrite` rules to a map, in order, as ESO does: `regexp` (Go RE2 ReplaceAll on
+/// keys), `transform` (a template with `.value` = the key) and `merge` (JSON values combined).
 pub fn rewrite_keys(map: SecretMap, rewrites: &[Rewrite]) -> Result<SecretMap> {
     let mut map = map;
     for (i, rewrite) in rewrites.iter().enumerate() {
-        let Some(rx) = &rewrite.regexp else {
-            return Err(Error::Unsupported(format!("spec.dataFrom[].rewrite[{i}]")));
-        };
-        let re = regex::Regex::new(&rx.source)
-            .map_err(|e| Error::Invalid(format!("rewrite[{i}].regexp.source: {e}")))?;
-        map = map
-            .into_iter()
-            .map(|(k, v)| (re.replace_all(&k, rx.target.as_str()).into_owned(), v))
-            .collect();
+        if let Some(merge) = &rewrite.merge {
+            map = rewrite_merge(i, merge, map)?;
+        } else if let Some(rx) = &rewrite.regexp {
+            let re = regex::Regex::new(&rx.source)
+                .map_err(|e| Error::Invalid(format!("rewrite[{i}].regexp.source: {e}")))?;
+            map = map
+                .into_iter()
+                .map(|(k, v)| (re.replace_all(&k, rx.target.as_str()).into_owned(), v))
+                .collect();
+        } else if let Some(t) = &rewrite.transform {
+            let limits = lockstep_template::Limits::default();
+            let mut out = SecretMap::new();
+            for (k, v) in map {
+                out.insert(
+                    super::template::transform_key(i, &t.template, &k, &limits)?,
+                    v,
+                );
+            }
+            map = out;
+        }
     }
     Ok(map)
+}
+
+/// `rewrite.merge`: decodes each value as a JSON object and merges them, keys sorted with the
+/// `priority` keys last (so they win), then either extracts every merged member as a key
+/// (`Extract`) or stores the merged object as JSON under `into` beside the input (`JSON`).
+fn rewrite_merge(index: usize, op: &RewriteMerge, map: SecretMap) -> Result<SecretMap> {
+    use lockstep_providers::gojson::{self, GoValue, Numbers};
+    let what = format!("rewrite[{index}].merge");
+    let priority = op.priority.clone().unwrap_or_default();
+    let mut order: Vec<&String> = map.keys().filter(|k| !priority.contains(k)).collect();
+    order.extend(priority.iter());
+    let mut merged: BTreeMap<String, GoValue> = BTreeMap::new();
+    let mut conflicts = Vec::new();
+    for key in order {
+        let Some(value) = map.get(key) else {
+            if op.priority_policy.as_deref() == Some("IgnoreNotFound") {
+                continue;
+            }
+            return Err(Error::Invalid(format!(
+                "{what}: key {key:?} not found in the input"
+            )));
+        };
+        let parsed = value.expose_str().and_then(gojson::parse);
+        let mut parsed = parsed.ok_or_else(|| {
+            Error::Invalid(format!("{what}: the value of {key:?} is not a JSON object"))
+        })?;
+        let GoValue::Object(members) = &mut parsed else {
+            return Err(Error::Invalid(format!(
+                "{what}: the value of {key:?} is not a JSON object"
+            )));
+        };
+        for (k, v) in std::mem::take(members) {
+            if merged.insert(k.clone(), v).is_some() {
+                conflicts.push(k);
+            }
+        }
+    }
+    if op.conflict_policy.as_deref() != Some("Ignore") && !conflicts.is_empty() {
+        return Err(Error::Invalid(format!(
+            "{what}: conflicting keys {}",
+            conflicts.join(", ")
+        )));
+    }
+    let out_of_range = || Error::Invalid(format!("{what}: a number is out of range"));
+    match op.strategy.as_deref() {
+        Some("JSON") => {
+            let into = op
+                .into
+                .clone()
+                .filter(|i| !i.is_empty())
+                .ok_or_else(|| Error::Invalid(format!("{what}: strategy JSON needs 'into'")))?;
+            let json = gojson::marshal(&GoValue::Object(merged), Numbers::Float64)
+                .map_err(|_| out_of_range())?;
+            let mut out = map;
+            out.insert(into, SecretValue::from(json));
+            Ok(out)
+        }
+        _ => merged
+            .iter()
+            .map(|(k, v)| {
+                gojson::byte_value(v, Numbers::Float64)
+                    .map(|b| (k.clone(), SecretValue::from(b)))
+                    .map_err(|_| out_of_range())
+            })
+            .collect(),
+    }
 }
 
 /// Fails when a value holds a NUL byte and the policy says so.
@@ -109,10 +187,25 @@ pub struct Desired {
 
 /// Builds the Secret for `es` from `data`, over `existing` when there is one. `owned_keys` are
 /// the data keys this ExternalSecret's field manager wrote before (they may be pruned).
+#[cfg(test)]
 pub fn desired_secret(
     es: &ExternalSecret,
     target_name: &str,
     data: SecretMap,
+    existing: Option<&Secret>,
+    owned_keys: &BTreeSet<String>,
+) -> Result<Desired> {
+    desired_templated(es, target_name, data, None, existing, owned_keys)
+}
+
+/// Like [`desired_secret`]; with `templated` (the output of `target.template`), its data,
+/// labels, annotations and type are used instead of the provider data and the
+/// ExternalSecret's own labels and annotations.
+pub fn desired_templated(
+    es: &ExternalSecret,
+    target_name: &str,
+    data: SecretMap,
+    templated: Option<super::template::Templated>,
     existing: Option<&Secret>,
     owned_keys: &BTreeSet<String>,
 ) -> Result<Desired> {
@@ -170,16 +263,29 @@ pub fn desired_secret(
     }
     secret.metadata.owner_references = (!owners.is_empty()).then_some(owners);
 
-    // Without a template, the ExternalSecret's labels and annotations are copied (as ESO does).
-    if target.template.is_none() {
-        for (k, v) in es.metadata.labels.iter().flatten() {
-            labels.insert(k.clone(), v.clone());
+    // Without a template, the ExternalSecret's labels and annotations are copied (as ESO does);
+    // with one, the template's (rendered).
+    let (data, type_) = match templated {
+        None => {
+            for (k, v) in es.metadata.labels.iter().flatten() {
+                labels.insert(k.clone(), v.clone());
+            }
+            let annotations = secret.metadata.annotations.get_or_insert_default();
+            for (k, v) in es.metadata.annotations.iter().flatten() {
+                annotations.insert(k.clone(), v.clone());
+            }
+            (data, None)
         }
-        let annotations = secret.metadata.annotations.get_or_insert_default();
-        for (k, v) in es.metadata.annotations.iter().flatten() {
-            annotations.insert(k.clone(), v.clone());
+        Some(t) => {
+            labels.extend(t.labels);
+            secret
+                .metadata
+                .annotations
+                .get_or_insert_default()
+                .extend(t.annotations);
+            (t.data, t.type_)
         }
-    }
+    };
     let labels = secret.metadata.labels.get_or_insert_default();
     labels.insert(
         well_known::LABEL_MANAGED.into(),
@@ -215,7 +321,9 @@ pub fn desired_secret(
     let data_hash = hash::data_hash(&out);
     secret.data = Some(out);
     secret.string_data = None;
-    if existing.is_none() {
+    if let Some(t) = type_ {
+        secret.type_ = Some(t);
+    } else if existing.is_none() {
         secret.type_ = Some("Opaque".into());
     }
     if new_immutable.is_some() {

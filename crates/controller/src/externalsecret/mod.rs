@@ -5,6 +5,8 @@ mod build;
 mod fetch;
 pub mod reconcile;
 mod status;
+pub mod template;
+mod template_from;
 pub mod validate;
 mod write;
 

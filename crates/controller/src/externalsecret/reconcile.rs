@@ -16,11 +16,12 @@ use lockstep_api::external_secret::{
 };
 use lockstep_api::value::SecretValue;
 use lockstep_api::{duration, hash, well_known};
+use lockstep_template::Limits;
 use rand::Rng;
 
 use super::fetch::{self, Outcome};
 use super::status::{self, reason};
-use super::{build, validate, write};
+use super::{build, template, template_from, validate, write};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::metrics::ObjectLabels;
@@ -437,8 +438,30 @@ async fn sync(
                 .as_ref()
                 .map(|s| write::owned_data_keys(s, &manager))
                 .unwrap_or_default();
-            let desired =
-                build::desired_secret(es, &target_name, fetched.data, existing.as_ref(), &owned)?;
+            let templated = match target.template.clone() {
+                None => None,
+                Some(template) => {
+                    let sources =
+                        template_from::resolve(&ctx.client, &namespace, &template, seen).await?;
+                    let data = fetched.data.clone();
+                    // Rendering is CPU work bounded by the template limits: off the runtime.
+                    let rendered = tokio::task::spawn_blocking(move || {
+                        template::apply(&template, &data, &sources, &Limits::default())
+                    })
+                    .await
+                    .map_err(|_| Error::Template("the template render was cancelled".into()))??;
+                    seen.extend(rendered.data.values().cloned());
+                    Some(rendered)
+                }
+            };
+            let desired = build::desired_templated(
+                es,
+                &target_name,
+                fetched.data,
+                templated,
+                existing.as_ref(),
+                &owned,
+            )?;
             // A renamed target leaves the old Secret behind: status.binding names the Secret
             // of the last sync (ESO's status, so this works after a takeover too).
             let previous = es

@@ -122,9 +122,6 @@ pub fn validate(spec: &ExternalSecretSpec) -> Result<()> {
 fn unsupported(spec: &ExternalSecretSpec) -> Result<()> {
     let target = spec.target.clone().unwrap_or_default();
     let not_yet = |field: String| Err(Error::Unsupported(field));
-    if target.template.is_some() {
-        return not_yet("spec.target.template".into());
-    }
     if target.manifest.is_some() {
         return not_yet("spec.target.manifest".into());
     }
@@ -145,14 +142,6 @@ fn unsupported(spec: &ExternalSecretSpec) -> Result<()> {
             .is_some_and(|s| s.generator_ref.is_some())
         {
             return not_yet(format!("spec.dataFrom[{i}].sourceRef.generatorRef"));
-        }
-        for (j, r) in d.rewrite.iter().flatten().enumerate() {
-            if r.transform.is_some() {
-                return not_yet(format!("spec.dataFrom[{i}].rewrite[{j}].transform"));
-            }
-            if r.merge.is_some() {
-                return not_yet(format!("spec.dataFrom[{i}].rewrite[{j}].merge"));
-            }
         }
     }
     Ok(())

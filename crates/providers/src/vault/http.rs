@@ -301,9 +301,9 @@ pub(crate) fn json_body(fields: &[(&str, &str)]) -> SecretValue {
         if i > 0 {
             out.push(',');
         }
-        super::gojson::quote(k, &mut out);
+        crate::gojson::quote(k, &mut out);
         out.push(':');
-        super::gojson::quote(v, &mut out);
+        crate::gojson::quote(v, &mut out);
     }
     out.push('}');
     SecretValue::from(out)

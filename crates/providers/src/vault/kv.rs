@@ -10,8 +10,8 @@ use reqwest::Method;
 
 use super::client::VaultClient;
 use super::config::Flavor;
-use super::gojson::{self, GoValue, Numbers};
 use super::http::read_error;
+use crate::gojson::{self, GoValue, Numbers};
 use crate::{ProviderError, Result, SecretMap, SecretsClient, StoreKind, Validation};
 
 /// Reads done at once by a `find`.

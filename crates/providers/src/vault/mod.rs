@@ -38,7 +38,6 @@ mod auth;
 mod cache;
 mod client;
 mod config;
-mod gojson;
 mod http;
 mod kv;
 mod paths;

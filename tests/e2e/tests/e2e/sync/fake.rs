@@ -325,12 +325,12 @@ async fn unsupported_fields_are_reported_by_name_and_write_nothing() {
             "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
             "metadata": { "name": "templated" },
             "spec": { "secretStoreRef": { "name": "fake" },
-                      "target": { "template": { "data": { "url": "{{ .v }}" } } },
+                      "target": { "manifest": { "apiVersion": "v1", "kind": "ConfigMap" } },
                       "data": [{ "secretKey": "v", "remoteRef": { "key": "k" } }] }
         }),
     )
     .await;
-    let es = wait_ready_reason(&client, ns.name(), "templated", "UnsupportedTargetTemplate").await;
+    let es = wait_ready_reason(&client, ns.name(), "templated", "UnsupportedTargetManifest").await;
     let condition = es
         .status
         .and_then(|s| s.conditions)
@@ -341,7 +341,7 @@ async fn unsupported_fields_are_reported_by_name_and_write_nothing() {
         condition
             .message
             .unwrap_or_default()
-            .contains("spec.target.template")
+            .contains("spec.target.manifest")
     );
     let secrets = Api::<Secret>::namespaced(client.clone(), ns.name());
     assert!(

@@ -9,6 +9,7 @@ mod fake;
 mod openbao;
 mod policies;
 mod takeover;
+mod templates;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams, PostParams};

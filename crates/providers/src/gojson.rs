@@ -1,5 +1,5 @@
-//! JSON exactly as ESO's Vault provider produces it, so that a takeover finds every synced
-//! Secret byte-identical.
+//! JSON exactly as ESO produces it (Vault provider values, `rewrite.merge`), so that a
+//! takeover finds every synced Secret byte-identical.
 //!
 //! ESO decodes a Vault response into Go maps (numbers kept as their literal text) and encodes
 //! values again with Go's `encoding/json`: object keys sorted byte-wise, `<`, `>` and `&`
@@ -15,13 +15,18 @@ use zeroize::Zeroize;
 
 /// A decoded JSON value; strings and numbers are wiped on drop (they may be secret). It has
 /// no `Debug`, so it can never be printed.
-pub(crate) enum GoValue {
+pub enum GoValue {
+    /// `null`.
     Null,
+    /// `true` or `false`.
     Bool(bool),
     /// A number, as its literal JSON text.
     Number(String),
+    /// A string.
     String(String),
+    /// An array.
     Array(Vec<GoValue>),
+    /// An object, keys sorted as Go sorts map keys.
     Object(BTreeMap<String, GoValue>),
 }
 
@@ -36,7 +41,7 @@ impl Drop for GoValue {
 
 /// How numbers are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Numbers {
+pub enum Numbers {
     /// As their literal text (Go `json.Number`): what ESO does for the value it reads.
     Literal,
     /// As Go prints a `float64`: what ESO does after decoding that value again
@@ -46,10 +51,10 @@ pub(crate) enum Numbers {
 
 /// A number that Go cannot hold in a `float64` (for example `1e400`).
 #[derive(Debug)]
-pub(crate) struct OutOfRange;
+pub struct OutOfRange;
 
 /// Parses JSON text; `None` when it is not valid JSON.
-pub(crate) fn parse(json: &str) -> Option<GoValue> {
+pub fn parse(json: &str) -> Option<GoValue> {
     if !gjson::valid(json) {
         return None;
     }
@@ -57,7 +62,7 @@ pub(crate) fn parse(json: &str) -> Option<GoValue> {
 }
 
 /// Converts an already-located gjson value.
-pub(crate) fn from_gjson(v: &gjson::Value<'_>) -> GoValue {
+pub fn from_gjson(v: &gjson::Value<'_>) -> GoValue {
     match v.kind() {
         gjson::Kind::Null => GoValue::Null,
         gjson::Kind::True => GoValue::Bool(true),
@@ -85,7 +90,7 @@ pub(crate) fn from_gjson(v: &gjson::Value<'_>) -> GoValue {
 }
 
 /// `json.Marshal` of the value.
-pub(crate) fn marshal(v: &GoValue, numbers: Numbers) -> Result<String, OutOfRange> {
+pub fn marshal(v: &GoValue, numbers: Numbers) -> Result<String, OutOfRange> {
     let mut out = String::new();
     write_value(v, numbers, &mut out)?;
     Ok(out)
@@ -93,7 +98,7 @@ pub(crate) fn marshal(v: &GoValue, numbers: Numbers) -> Result<String, OutOfRang
 
 /// The bytes ESO stores for one value (`esutils.GetByteValue`): strings as they are, numbers
 /// as text, booleans as `true`/`false`, null as nothing, objects and arrays as JSON.
-pub(crate) fn byte_value(v: &GoValue, numbers: Numbers) -> Result<String, OutOfRange> {
+pub fn byte_value(v: &GoValue, numbers: Numbers) -> Result<String, OutOfRange> {
     match v {
         GoValue::String(s) => Ok(s.clone()),
         GoValue::Null => Ok(String::new()),
@@ -173,7 +178,7 @@ fn write_value(v: &GoValue, numbers: Numbers, out: &mut String) -> Result<(), Ou
 }
 
 /// A JSON string as Go's `encoding/json` writes it with HTML escaping on.
-pub(crate) fn quote(s: &str, out: &mut String) {
+pub fn quote(s: &str, out: &mut String) {
     out.push('"');
     for c in s.chars() {
         match c {
