@@ -52,6 +52,44 @@ pub enum Value {
     List(Rc<Vec<Value>>, ListKind),
     /// A string-keyed map, iterated in sorted key order.
     Map(MapRef, MapKind),
+    /// A Go value of a library type (`time.Time`, `*semver.Version`, sprig's certificate).
+    Obj(Rc<Obj>),
+}
+
+/// Values of Go library types that functions return and accept.
+#[derive(Clone, Debug)]
+pub enum Obj {
+    /// `time.Time`.
+    Time(crate::funcs::time::GoTime),
+    /// `*semver.Version` (Masterminds semver v3).
+    Version(crate::funcs::semver::Version),
+    /// sprig's `certificate` struct: PEM certificate and key.
+    Cert {
+        /// The `Cert` field.
+        cert: Bytes,
+        /// The `Key` field.
+        key: Bytes,
+    },
+}
+
+impl Obj {
+    /// Go's type name, as `%T` prints it.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Obj::Time(_) => "time.Time",
+            Obj::Version(_) => "*semver.Version",
+            Obj::Cert { .. } => "sprig.certificate",
+        }
+    }
+
+    /// How `%v` prints the value (`String()` where the type has one).
+    pub fn display(&self) -> Vec<u8> {
+        match self {
+            Obj::Time(t) => t.string().into_bytes(),
+            Obj::Version(v) => v.string().into_bytes(),
+            Obj::Cert { cert, key } => [&b"{"[..], cert, b" ", key, b"}"].concat(),
+        }
+    }
 }
 
 impl Value {
@@ -86,6 +124,7 @@ impl Value {
             Value::Str(s) => !s.is_empty(),
             Value::List(l, _) => !l.is_empty(),
             Value::Map(m, _) => !m.borrow().is_empty(),
+            Value::Obj(_) => true,
         }
     }
 
@@ -104,6 +143,7 @@ impl Value {
             Value::List(_, ListKind::Ints) => "[]int",
             Value::Map(_, MapKind::Any) => "map[string]interface {}",
             Value::Map(_, MapKind::Strings) => "map[string]string",
+            Value::Obj(o) => o.type_name(),
         }
     }
 
@@ -119,6 +159,10 @@ impl Value {
             Value::Str(_) => "string",
             Value::List(..) => "slice",
             Value::Map(..) => "map",
+            Value::Obj(o) => match **o {
+                Obj::Version(_) => "ptr",
+                _ => "struct",
+            },
         }
     }
 

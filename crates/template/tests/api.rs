@@ -75,3 +75,25 @@ fn binary_values_pass_through_unchanged() {
         b"MIL/AA=="
     );
 }
+
+/// The time functions whose result depends on the clock: checked by properties.
+#[test]
+fn clock_dependent_time_functions() {
+    let data: BTreeMap<String, String> = BTreeMap::new();
+    let r = |t: &str| String::from_utf8(render(t, &data, &Limits::default()).unwrap()).unwrap();
+    let now: i64 = r("{{ now | unixEpoch }}").parse().unwrap();
+    let sys = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((now - sys).abs() <= 2, "{now} vs {sys}");
+    let s = r("{{ now }}");
+    assert!(s.ends_with(" +0000 UTC"), "{s}");
+    assert_eq!(r("{{ now | date \"2006\" }}").len(), 4);
+    // An hour ago, by seconds since the epoch and by time.
+    let ago = r(&format!("{{{{ ago {} }}}}", sys - 3600));
+    assert!(ago == "1h0m0s" || ago == "1h0m1s", "{ago}");
+    assert_eq!(r("{{ now | dateModify \"-90m\" | ago }}"), "1h30m0s");
+    assert_eq!(r("{{ now | dateModify \"-49h\" | durationRound }}"), "2d");
+    assert_eq!(r("{{ ago \"not a time\" }}"), "0s");
+}

@@ -13,6 +13,8 @@ cases="$root/crates/template/tests/conformance/cases.json"
 golden="$root/crates/template/tests/conformance/golden.json"
 
 export GOTOOLCHAIN=local
+# ESO's container has no local time zone: Go's time.Local is UTC there.
+export TZ=UTC
 export GOFLAGS="${GOFLAGS:-} -mod=readonly"
 
 tmp="$(mktemp)"

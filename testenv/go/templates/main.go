@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"text/template"
+	_ "time/tzdata" // zones from the Go release, not from this machine
 	"unicode/utf8"
 
 	"github.com/Masterminds/sprig/v3"

@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::fmt as gofmt;
 use super::parse::{Arg, Cmd, Node, Number, Pipe, Tree};
 use crate::funcs::{self, Budget, Func, Ty};
-use crate::value::{ListKind, MapKind, Value};
+use crate::value::{ListKind, MapKind, Obj, Value};
 use crate::{ErrorKind, Limits};
 
 /// An execution error: byte offset into the template and a message free of data values.
@@ -349,13 +349,13 @@ impl Exec<'_> {
     fn command(&mut self, dot: &Value, c: &Cmd, fin: Option<Value>) -> R<Value> {
         let pos = c.pos;
         match &c.args[0] {
-            Arg::Field(names) => self.field_chain(pos, dot.clone(), names, &c.args, fin),
+            Arg::Field(names) => self.field_chain(dot, pos, dot.clone(), names, &c.args, fin),
             Arg::Chain(inner, names) => {
                 if matches!(**inner, Arg::Nil) {
                     return fail(pos, "indirection through explicit nil");
                 }
                 let recv = self.arg(dot, inner, Ty::Any, pos)?;
-                self.field_chain(pos, recv, names, &c.args, fin)
+                self.field_chain(dot, pos, recv, names, &c.args, fin)
             }
             Arg::Var(name, names) => {
                 let v = self.var(pos, name)?;
@@ -363,7 +363,7 @@ impl Exec<'_> {
                     self.not_a_function(pos, &c.args, &fin, name)?;
                     return Ok(v);
                 }
-                self.field_chain(pos, v, names, &c.args, fin)
+                self.field_chain(dot, pos, v, names, &c.args, fin)
             }
             Arg::Pipe(p) => {
                 self.not_a_function(pos, &c.args, &fin, "(pipeline)")?;
@@ -393,6 +393,7 @@ impl Exec<'_> {
 
     fn field_chain(
         &mut self,
+        dot: &Value,
         pos: usize,
         mut recv: Value,
         names: &[String],
@@ -419,6 +420,21 @@ impl Exec<'_> {
                         }
                     }
                 }
+                Value::Obj(o) => {
+                    let o = o.clone();
+                    if last && has_args {
+                        return self.method(dot, pos, &o, name, &args[1..], fin);
+                    }
+                    match obj_field(&o, name) {
+                        Some(v) => v,
+                        None => {
+                            return fail(
+                                pos,
+                                format!("can't evaluate field {name} in type {}", o.type_name()),
+                            );
+                        }
+                    }
+                }
                 Value::Nil if i == 0 => {
                     return Err(ExecError {
                         pos,
@@ -440,6 +456,35 @@ impl Exec<'_> {
         Ok(recv)
     }
 
+    /// Calls a method with arguments on a library value (`$t.Format "2006"`).
+    fn method(
+        &mut self,
+        dot: &Value,
+        pos: usize,
+        o: &Obj,
+        name: &str,
+        args: &[Arg],
+        fin: Option<Value>,
+    ) -> R<Value> {
+        let mut vals = Vec::new();
+        for a in args {
+            vals.push(self.arg(dot, a, Ty::Any, pos)?);
+        }
+        vals.extend(fin);
+        match funcs::method(o, name, &vals) {
+            Some(Ok(v)) => Ok(v),
+            Some(Err(e)) => Err(ExecError {
+                pos,
+                msg: format!("error calling {name}: {}", e.msg),
+                kind: e.kind,
+            }),
+            None => fail(
+                pos,
+                format!("can't evaluate field {name} in type {}", o.type_name()),
+            ),
+        }
+    }
+
     /// Evaluates an operand passed to a parameter of type `ty`.
     fn arg(&mut self, dot: &Value, a: &Arg, ty: Ty, pos: usize) -> R<Value> {
         match a {
@@ -449,7 +494,7 @@ impl Exec<'_> {
                 _ => fail(pos, format!("cannot assign nil to {}", ty.name())),
             },
             Arg::Field(names) => {
-                let v = self.field_chain(pos, dot.clone(), names, &[], None)?;
+                let v = self.field_chain(dot, pos, dot.clone(), names, &[], None)?;
                 validate(pos, v, ty)
             }
             Arg::Var(name, names) => {
@@ -457,7 +502,7 @@ impl Exec<'_> {
                 let v = if names.is_empty() {
                     v
                 } else {
-                    self.field_chain(pos, v, names, &[], None)?
+                    self.field_chain(dot, pos, v, names, &[], None)?
                 };
                 validate(pos, v, ty)
             }
@@ -470,7 +515,7 @@ impl Exec<'_> {
                     return fail(pos, "indirection through explicit nil");
                 }
                 let recv = self.arg(dot, inner, Ty::Any, pos)?;
-                let v = self.field_chain(pos, recv, names, &[], None)?;
+                let v = self.field_chain(dot, pos, recv, names, &[], None)?;
                 validate(pos, v, ty)
             }
             Arg::Ident(name) => {
@@ -573,6 +618,11 @@ impl Exec<'_> {
     }
 }
 
+/// A field or zero-argument method of a library value.
+fn obj_field(o: &Obj, name: &str) -> Option<Value> {
+    funcs::method(o, name, &[]).and_then(Result::ok)
+}
+
 fn ideal(pos: usize, n: &Number) -> R<Value> {
     if n.is_float_literal() {
         return Ok(Value::Float(n.float.unwrap_or(0.0)));
@@ -596,7 +646,11 @@ fn validate(pos: usize, v: Value, ty: Ty) -> R<Value> {
             | (Ty::List, Value::List(_, ListKind::Any) | Value::Nil)
             | (Ty::Strings, Value::List(_, ListKind::Strings) | Value::Nil)
             | (Ty::Map, Value::Map(_, MapKind::Any) | Value::Nil)
-    );
+    ) || match (ty, &v) {
+        (Ty::Time, Value::Obj(o)) => matches!(**o, Obj::Time(_)),
+        (Ty::Cert, Value::Obj(o)) => matches!(**o, Obj::Cert { .. }),
+        _ => false,
+    };
     if ok {
         return Ok(v);
     }

@@ -44,6 +44,7 @@ fn write_nested(out: &mut Vec<u8>, v: &Value, depth: usize) {
             }
             out.push(b']');
         }
+        Value::Obj(o) => out.extend_from_slice(&o.display()),
     }
 }
 
@@ -489,6 +490,7 @@ fn fmt_one(out: &mut Vec<u8>, verb: char, spec: &Spec, v: &Value) {
             }
             out.push(b']');
         }
+        ('v' | 's', Value::Obj(o)) => pad(out, &o.display(), spec, false),
         _ => bad_verb(out, verb, v),
     }
 }

@@ -181,7 +181,7 @@ fn duration_round(a: &[Value]) -> FResult {
     let d = match &a[0] {
         Value::Str(s) => parse_duration(s).unwrap_or(0),
         Value::Int64(i) => *i,
-        _ => 0,
+        v => super::time::as_time(v).map_or(0, |t| super::time::GoTime::now().sub(t)),
     };
     let u = d.unsigned_abs();
     let day = 24 * HOUR;

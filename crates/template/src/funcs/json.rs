@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::engine::fmt as gofmt;
-use crate::value::Value;
+use crate::value::{Obj, Value};
 
 const MAX_NEST: usize = 100;
 
@@ -145,8 +145,24 @@ fn write(
             }
             out.push(b'}');
         }
+        Value::Obj(o) => write(out, &json_form(o), esc, indent, depth)?,
     }
     Some(())
+}
+
+/// What Go's `encoding/json` writes for a library value: a time as RFC 3339 text, a version
+/// as its string, sprig's certificate as an object.
+fn json_form(o: &Obj) -> Value {
+    match o {
+        Obj::Time(t) => Value::str(t.format(b"2006-01-02T15:04:05.999999999Z07:00")),
+        Obj::Version(v) => Value::str(v.string()),
+        Obj::Cert { cert, key } => {
+            let mut m = BTreeMap::new();
+            m.insert(b"Cert".to_vec(), Value::Str(cert.clone()));
+            m.insert(b"Key".to_vec(), Value::Str(key.clone()));
+            Value::map(m)
+        }
+    }
 }
 
 /// `json.Unmarshal` into `interface{}`; `Err` carries Go-like text without input bytes.

@@ -16,7 +16,9 @@ mod lists;
 mod math;
 mod misc;
 mod random;
+pub mod semver;
 mod strings;
+pub mod time;
 mod url;
 
 /// A Go parameter type, as far as the template engine checks it.
@@ -42,6 +44,10 @@ pub enum Ty {
     Strings,
     /// `map[string]interface{}`.
     Map,
+    /// `time.Time`.
+    Time,
+    /// sprig's `certificate` struct.
+    Cert,
 }
 
 impl Ty {
@@ -58,6 +64,8 @@ impl Ty {
             Ty::List => "[]interface {}",
             Ty::Strings => "[]string",
             Ty::Map => "map[string]interface {}",
+            Ty::Time => "time.Time",
+            Ty::Cert => "sprig.certificate",
         }
     }
 }
@@ -160,7 +168,28 @@ pub fn lookup(name: &str) -> Option<Func> {
         .or_else(|| extra::lookup(name))
         .or_else(|| random::lookup(name))
         .or_else(|| duration::lookup(name))
+        .or_else(|| time::lookup(name))
+        .or_else(|| semver::lookup(name))
         .or_else(|| builtin::lookup(name))
+}
+
+/// Calls a field or method `name` of a library value with `args` (`None`: no such method or
+/// wrong arguments).
+pub fn method(o: &crate::value::Obj, name: &str, args: &[Value]) -> Option<FResult> {
+    use crate::value::Obj;
+    match o {
+        Obj::Time(t) => match (name, args) {
+            (_, []) => t.method(name).map(Ok),
+            ("Format", [Value::Str(l)]) => Some(Ok(Value::str(t.format(l)))),
+            _ => None,
+        },
+        Obj::Version(v) => v.method(name, args),
+        Obj::Cert { cert, key } => match (name, args) {
+            ("Cert", []) => Some(Ok(Value::Str(cert.clone()))),
+            ("Key", []) => Some(Ok(Value::Str(key.clone()))),
+            _ => None,
+        },
+    }
 }
 
 /// Argument helpers shared by the function groups.
