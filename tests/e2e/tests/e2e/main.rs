@@ -5,5 +5,6 @@
 mod api;
 mod binary;
 mod providers;
+mod reload;
 mod smoke;
 mod sync;
