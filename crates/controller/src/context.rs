@@ -84,14 +84,17 @@ impl Context {
             instance: std::env::var("POD_NAME").ok(),
         };
         let config_concurrency = config.concurrency;
+        let metrics = Metrics::default();
+        let aws_clients = lockstep_providers::aws::AwsCache::default()
+            .with_observer(metrics.provider_call_observer());
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             config,
-            metrics: Metrics::default(),
+            metrics,
             kubernetes_clients: Default::default(),
             vault_clients: Default::default(),
-            aws_clients: Default::default(),
+            aws_clients,
             failures: Mutex::default(),
             store_slots: Mutex::default(),
             refresh_slots: Arc::new(tokio::sync::Semaphore::new(

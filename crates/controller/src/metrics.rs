@@ -40,10 +40,27 @@ pub struct ConditionLabels {
 pub struct ProviderCallLabels {
     /// The provider (fake, vault, kubernetes, aws...).
     pub provider: String,
-    /// The call (GetSecret, GetSecretMap, GetAllSecrets, Validate).
+    /// The call (GetSecret, GetSecretMap, GetAllSecrets, Validate; for AWS also each API
+    /// operation: GetSecretValue, BatchGetSecretValue, GetParameter, AssumeRole...).
     pub call: String,
     /// success or an error label.
     pub status: String,
+}
+
+/// Counts provider API calls into `externalsecret_provider_api_calls_count`; the labels are
+/// static strings from the providers, never names or values.
+struct ProviderCalls(Family<ProviderCallLabels, Gauge<u64, AtomicU64>>);
+
+impl lockstep_providers::CallObserver for ProviderCalls {
+    fn call(&self, provider: &'static str, call: &'static str, status: &'static str) {
+        self.0
+            .get_or_create(&ProviderCallLabels {
+                provider: provider.to_owned(),
+                call: call.to_owned(),
+                status: status.to_owned(),
+            })
+            .inc();
+    }
 }
 
 /// Labels of `reloader_reload_executed_total`.
@@ -162,6 +179,12 @@ impl Metrics {
                 })
                 .set(i64::from(s == status));
         }
+    }
+
+    /// An observer that counts the calls providers make to their stores' APIs (AWS: one per
+    /// API operation, `provider` `AWS/SecretsManager`, `AWS/ParameterStore` or `AWS/STS`).
+    pub fn provider_call_observer(&self) -> std::sync::Arc<dyn lockstep_providers::CallObserver> {
+        std::sync::Arc::new(ProviderCalls(self.provider_calls.clone()))
     }
 
     /// The metrics in the Prometheus text format.

@@ -1,7 +1,8 @@
 //! Provider errors. Messages name keys, paths and stores, never values.
 
 /// Why a provider call failed. Each variant maps to a condition reason in the controller.
-#[derive(Debug, thiserror::Error)]
+/// Cloned when one read's answer goes to several callers (coalescing).
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ProviderError {
     /// The remote secret (or the property asked for) does not exist. This drives the
     /// ExternalSecret's deletionPolicy, exactly like ESO's `NoSecretError`.

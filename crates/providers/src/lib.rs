@@ -9,6 +9,7 @@ use lockstep_api::external_secret::{Find, RemoteRef};
 use lockstep_api::value::SecretValue;
 
 pub mod aws;
+pub mod coalesce;
 pub mod context;
 mod error;
 pub mod fake;
@@ -41,6 +42,23 @@ pub trait SecretsClient: Send + Sync {
 
     /// Checks that the store is reachable and the credentials work.
     async fn validate(&self) -> Result<Validation>;
+}
+
+/// Counts the calls made to a store's API, one per operation (the SDK's retries inside it
+/// included), for `externalsecret_provider_api_calls_count`. Every label is a `&'static str`
+/// from a fixed set (a provider, an operation name, `success` or `error`), so no secret name or
+/// value can ever become a label.
+pub trait CallObserver: Send + Sync {
+    /// One call of `call` to `provider` ended with `status`.
+    fn call(&self, provider: &'static str, call: &'static str, status: &'static str);
+}
+
+/// An observer that counts nothing.
+#[derive(Debug, Default)]
+pub struct NoCalls;
+
+impl CallObserver for NoCalls {
+    fn call(&self, _: &'static str, _: &'static str, _: &'static str) {}
 }
 
 /// The outcome of validating a store.

@@ -4,6 +4,7 @@
 mod build;
 mod fetch;
 pub mod reconcile;
+mod sharing;
 mod status;
 pub mod template;
 mod template_from;
@@ -67,14 +68,15 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         well_known::LABEL_MANAGED,
         well_known::LABEL_MANAGED_VALUE
     );
-    // ExternalSecrets are cached without managedFields (often half of an object, never read)
-    // and only changes of generation, labels, annotations or finalizers trigger a reconcile:
+    // ExternalSecrets are cached without managedFields (often half of an object) except the
+    // time of their last change, which bounds the provider reads a sync may share; and only
+    // changes of generation, labels, annotations or finalizers trigger a reconcile:
     // Lockstep's own status writes do not.
     let (store, writer) = reflector::store();
     let trigger = watcher(es_api, watcher::Config::default().any_semantic())
         .default_backoff()
         .modify(|es| {
-            es.managed_fields_mut().clear();
+            sharing::keep_last_change(es.managed_fields_mut());
         })
         .reflect(writer)
         .applied_objects()

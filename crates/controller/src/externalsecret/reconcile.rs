@@ -21,7 +21,7 @@ use rand::Rng;
 
 use super::fetch::{self, Outcome};
 use super::status::{self, reason};
-use super::{build, template, template_from, validate, write};
+use super::{build, sharing, template, template_from, validate, write};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::metrics::ObjectLabels;
@@ -169,12 +169,13 @@ async fn ensure_finalizer(api: &Api<ExternalSecret>, es: &ExternalSecret) -> Res
     let patch = serde_json::json!({
         "metadata": { "finalizers": finalizers, "resourceVersion": es.resource_version() }
     });
-    api.patch(
-        &es.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
+    // Under its own field manager, which `sharing` does not count as a change of the object.
+    let params = PatchParams {
+        field_manager: Some(sharing::FINALIZER_MANAGER.into()),
+        ..Default::default()
+    };
+    api.patch(&es.name_any(), &params, &Patch::Merge(&patch))
+        .await?;
     Ok(())
 }
 
@@ -271,7 +272,8 @@ fn is_periodic_refresh(es: &ExternalSecret, secret_valid: bool) -> bool {
 }
 
 /// When to look again after a sync: the rest of the interval plus up to 10% jitter, so that
-/// ExternalSecrets synced together do not all refresh together.
+/// ExternalSecrets synced together do not all refresh together; the jitter is the same for
+/// ExternalSecrets that read the same key, which then share one read.
 fn next_refresh(es: &ExternalSecret, interval: Duration) -> Action {
     if interval.is_zero()
         || es
@@ -282,9 +284,7 @@ fn next_refresh(es: &ExternalSecret, interval: Duration) -> Action {
         return Action::await_change();
     }
     let left = interval.saturating_sub(since_refresh(es).unwrap_or_default());
-    let jitter_ms =
-        rand::rng().random_range(0..=interval.as_millis().min(u128::from(u64::MAX)) as u64 / 10);
-    Action::requeue(left + Duration::from_millis(jitter_ms))
+    Action::requeue(left + sharing::jitter(es, interval))
 }
 
 async fn sync(
@@ -328,7 +328,8 @@ async fn sync(
     }
     // New and changed ExternalSecrets go before periodic refreshes: a refresh that is only due
     // by time needs one of the refresh slots (half the workers) and otherwise waits a moment.
-    let _refresh_slot = if is_periodic_refresh(es, valid) {
+    let periodic = is_periodic_refresh(es, valid);
+    let _refresh_slot = if periodic {
         match ctx.try_refresh_slot() {
             Some(slot) => Some(slot),
             None => {
@@ -340,7 +341,13 @@ async fn sync(
         None
     };
 
-    let fetched = match fetch::fetch(ctx, es, &namespace, seen).await? {
+    let since = sharing::shared_reads_since(es, interval, periodic, std::time::SystemTime::now());
+    let fetched = match lockstep_providers::coalesce::share_reads_since(
+        since,
+        fetch::fetch(ctx, es, &namespace, seen),
+    )
+    .await?
+    {
         Outcome::OtherController => return Ok(Action::await_change()),
         Outcome::StoreBusy => {
             let ms = rand::rng().random_range(200..=1000);

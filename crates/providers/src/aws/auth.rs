@@ -15,7 +15,7 @@ use lockstep_api::providers::aws::{
     AUDIENCE_ANNOTATION, AwsProvider, DEFAULT_AUDIENCE, ROLE_ARN_ANNOTATION, SessionTagsPolicy,
 };
 
-use super::sdk_error;
+use super::{Calls, sdk_error};
 use crate::{ProviderError, Result, StoreContext, StoreKind};
 
 /// The session name of every role Lockstep assumes.
@@ -36,6 +36,7 @@ pub(super) async fn credentials(
     spec: &AwsProvider,
     ctx: &StoreContext,
     base: &SdkConfig,
+    calls: &Calls,
 ) -> Result<StoreCredentials> {
     let auth = spec.auth.as_ref();
     let secret_ref = auth.and_then(|a| a.secret_ref.as_ref());
@@ -78,7 +79,7 @@ pub(super) async fn credentials(
             let sa = jwt.service_account_ref.as_ref().ok_or_else(|| {
                 ProviderError::InvalidConfig("auth.jwt.serviceAccountRef is not set".into())
             })?;
-            web_identity(sa, ctx, base).await?
+            web_identity(sa, ctx, base, calls).await?
         }
         (None, None) => {
             let region = base.region().cloned();
@@ -110,7 +111,7 @@ pub(super) async fn credentials(
     roles.extend(last);
     for (i, role) in roles.into_iter().enumerate() {
         let is_final = last.is_some() && i == additional;
-        current = assume_role(spec, ctx, base, current, role, is_final).await?;
+        current = assume_role(spec, ctx, base, calls, current, role, is_final).await?;
     }
     Ok(current)
 }
@@ -119,6 +120,7 @@ async fn web_identity(
     sa: &lockstep_api::meta::ServiceAccountSelector,
     ctx: &StoreContext,
     base: &SdkConfig,
+    calls: &Calls,
 ) -> Result<StoreCredentials> {
     let annotations = ctx.service_account_annotations(sa).await?;
     let ns = ctx.resolve_namespace(sa.namespace.as_deref());
@@ -146,7 +148,9 @@ async fn web_identity(
         .role_session_name(SESSION_NAME)
         .web_identity_token(token)
         .send()
-        .await
+        .await;
+    let out = calls
+        .count("AssumeRoleWithWebIdentity", out)
         .map_err(|e| sdk_error(&format!("AssumeRoleWithWebIdentity for role {role}"), e))?;
     from_sts(out.credentials, role)
 }
@@ -155,6 +159,7 @@ async fn assume_role(
     spec: &AwsProvider,
     ctx: &StoreContext,
     base: &SdkConfig,
+    calls: &Calls,
     current: StoreCredentials,
     role: &str,
     is_final: bool,
@@ -178,9 +183,8 @@ async fn assume_role(
             req = req.transitive_tag_keys(key);
         }
     }
-    let out = req
-        .send()
-        .await
+    let out = calls
+        .count("AssumeRole", req.send().await)
         .map_err(|e| sdk_error(&format!("AssumeRole for role {role}"), e))?;
     let next = from_sts(out.credentials, role)?;
     Ok(StoreCredentials {

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::AwsClient;
-use crate::StoreKind;
+use crate::{CallObserver, NoCalls, StoreKind};
 
 /// How many store clients are kept by default.
 pub const DEFAULT_CAPACITY: usize = 256;
@@ -36,8 +36,13 @@ pub(super) struct Entry {
 /// shortly before its credentials expire (static credentials: every `recheck`).
 pub struct AwsCache {
     clients: Mutex<HashMap<StoreKey, Entry>>,
+    /// One build at a time per store identity: concurrent reconciles of a store whose client
+    /// is missing or due wait for one build (one TokenRequest, one STS call) instead of each
+    /// making their own.
+    builds: Mutex<HashMap<StoreKey, Arc<tokio::sync::Mutex<()>>>>,
     capacity: usize,
     pub(super) recheck: Duration,
+    pub(super) observer: Arc<dyn CallObserver>,
 }
 
 impl Default for AwsCache {
@@ -62,9 +67,22 @@ impl AwsCache {
     pub fn new(capacity: usize, recheck: Duration) -> Self {
         Self {
             clients: Mutex::new(HashMap::new()),
+            builds: Mutex::new(HashMap::new()),
             capacity: capacity.max(1),
             recheck,
+            observer: Arc::new(NoCalls),
         }
+    }
+
+    /// The same cache, counting every AWS API call its clients make with `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn CallObserver>) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    /// The lock that serialises building the client of `key`.
+    pub(super) fn build_lock(&self, key: &StoreKey) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.builds).entry(key.clone()).or_default().clone()
     }
 
     /// How many store clients are cached.
@@ -80,12 +98,14 @@ impl AwsCache {
     /// Drops the clients of one store (for every namespace it acted for), for example when the
     /// store is deleted.
     pub fn forget(&self, kind: StoreKind, store_namespace: Option<&str>, name: &str) {
-        lock(&self.clients).retain(|key, _| {
-            !(key.kind == kind
+        let of_store = |key: &StoreKey| {
+            key.kind == kind
                 && key.name == name
                 && (kind == StoreKind::ClusterSecretStore
-                    || Some(key.namespace.as_str()) == store_namespace))
-        });
+                    || Some(key.namespace.as_str()) == store_namespace)
+        };
+        lock(&self.clients).retain(|key, _| !of_store(key));
+        lock(&self.builds).retain(|key, _| !of_store(key));
     }
 
     /// A cached client still good to use.

@@ -51,8 +51,46 @@ use lockstep_api::value::SecretValue;
 
 pub use cache::{AwsCache, DEFAULT_CAPACITY, DEFAULT_RECHECK};
 
-use crate::{ProviderError, Result, SecretMap, SecretsClient, StoreContext, StoreKind, Validation};
+use crate::{
+    CallObserver, ProviderError, Result, SecretMap, SecretsClient, StoreContext, StoreKind,
+    Validation,
+};
 use cache::{Entry, StoreKey};
+
+/// The `provider` label of Secrets Manager calls in `externalsecret_provider_api_calls_count`
+/// (ESO's).
+pub const SECRETS_MANAGER: &str = "AWS/SecretsManager";
+/// The `provider` label of Parameter Store calls.
+pub const PARAMETER_STORE: &str = "AWS/ParameterStore";
+/// The `provider` label of STS calls (AssumeRoleWithWebIdentity, AssumeRole).
+pub const STS: &str = "AWS/STS";
+
+/// Counts the AWS API calls of one service: the operation's name, `success` or `error`.
+#[derive(Clone)]
+pub(crate) struct Calls {
+    observer: Arc<dyn CallObserver>,
+    provider: &'static str,
+}
+
+impl Calls {
+    fn new(observer: &Arc<dyn CallObserver>, provider: &'static str) -> Self {
+        Self {
+            observer: observer.clone(),
+            provider,
+        }
+    }
+
+    /// Counts one call of `call` that ended with `result`, and passes the result on.
+    pub(crate) fn count<T, E>(
+        &self,
+        call: &'static str,
+        result: std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        let status = if result.is_ok() { "success" } else { "error" };
+        self.observer.call(self.provider, call, status);
+        result
+    }
+}
 
 /// How long before their expiry credentials are replaced.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(300);
@@ -82,7 +120,13 @@ pub async fn client(
     if let Some(client) = cache.fresh(&key, spec_hash) {
         return Ok(client);
     }
-    let client = Arc::new(build(spec, ctx).await?);
+    let build_lock = cache.build_lock(&key);
+    let _building = build_lock.lock().await;
+    // Another reconcile may have built it while this one waited.
+    if let Some(client) = cache.fresh(&key, spec_hash) {
+        return Ok(client);
+    }
+    let client = Arc::new(build(spec, ctx, &cache.observer).await?);
     let renew_at = renew_at(client.expires, cache.recheck);
     cache.insert(
         key,
@@ -158,7 +202,11 @@ pub fn is_referent(spec: &AwsProvider) -> bool {
         .is_some_and(|sa| sa.namespace.is_none())
 }
 
-async fn build(spec: &AwsProvider, ctx: &StoreContext) -> Result<AwsClient> {
+async fn build(
+    spec: &AwsProvider,
+    ctx: &StoreContext,
+    observer: &Arc<dyn CallObserver>,
+) -> Result<AwsClient> {
     let base = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http::client()?)
         .region(aws_config::Region::new(spec.region.clone()))
@@ -173,7 +221,8 @@ async fn build(spec: &AwsProvider, ctx: &StoreContext) -> Result<AwsClient> {
         )
         .load()
         .await;
-    let creds = auth::credentials(spec, ctx, &base).await?;
+    let sts_calls = Calls::new(observer, STS);
+    let creds = auth::credentials(spec, ctx, &base, &sts_calls).await?;
     let api = match spec.service {
         AwsService::SecretsManager => Api::SecretsManager(sm::SecretsManager::new(
             aws_sdk_secretsmanager::Client::from_conf(
@@ -182,6 +231,7 @@ async fn build(spec: &AwsProvider, ctx: &StoreContext) -> Result<AwsClient> {
                     .build(),
             ),
             spec.prefix(),
+            Calls::new(observer, SECRETS_MANAGER),
         )),
         AwsService::ParameterStore => Api::ParameterStore(ps::ParameterStore::new(
             aws_sdk_ssm::Client::from_conf(
@@ -190,6 +240,7 @@ async fn build(spec: &AwsProvider, ctx: &StoreContext) -> Result<AwsClient> {
                     .build(),
             ),
             spec.prefix(),
+            Calls::new(observer, PARAMETER_STORE),
         )),
         AwsService::CertificateManager => {
             return Err(ProviderError::Unsupported(

@@ -7,7 +7,10 @@ use aws_sdk_ssm::types::{ParameterStringFilter, ResourceTypeForTagging};
 use lockstep_api::external_secret::{Find, MetadataPolicy, RemoteRef};
 use lockstep_api::value::SecretValue;
 
-use super::{error_code, name_matcher, sdk_error, tags_json, with_property};
+use futures::FutureExt;
+
+use super::{Calls, error_code, name_matcher, sdk_error, tags_json, with_property};
+use crate::coalesce::Flights;
 use crate::{ProviderError, Result, SecretMap};
 
 /// The most parameters one GetParameters call reads.
@@ -16,67 +19,50 @@ const BATCH: usize = 10;
 pub(super) struct ParameterStore {
     client: Client,
     prefix: String,
+    calls: Calls,
+    /// Reads of single parameters in flight or just finished, shared by identical reads.
+    flights: Flights<ReadKey>,
     /// GetParameters was refused for this identity: read one parameter at a time.
     batch_denied: AtomicBool,
 }
 
 impl ParameterStore {
-    pub fn new(client: Client, prefix: &str) -> Self {
+    pub fn new(client: Client, prefix: &str, calls: Calls) -> Self {
         Self {
             client,
             prefix: prefix.to_owned(),
+            calls,
+            flights: Flights::default(),
             batch_denied: AtomicBool::new(false),
         }
     }
 
     /// One value: the parameter (decrypted; `version` selects `name:version`), its tags
-    /// (`metadataPolicy: Fetch`), or a property of either.
+    /// (`metadataPolicy: Fetch`), or a property of either. Identical reads are coalesced
+    /// ([`crate::coalesce`]); the property is taken from the shared answer.
     pub async fn get_secret(&self, remote: &RemoteRef) -> Result<SecretValue> {
         let name = format!("{}{}", self.prefix, remote.key);
-        let value = if remote.metadata_policy() == MetadataPolicy::Fetch {
-            let out = self
-                .client
-                .list_tags_for_resource()
-                .resource_type(ResourceTypeForTagging::Parameter)
-                .resource_id(&name)
-                .send()
-                .await
-                .map_err(|e| match error_code(&e) {
-                    Some("InvalidResourceId" | "ParameterNotFound") => {
-                        ProviderError::NotFound { key: name.clone() }
-                    }
-                    _ => sdk_error(&format!("ListTagsForResource {name:?}"), e),
-                })?;
-            tags_json(
-                out.tag_list()
-                    .iter()
-                    .map(|t| (t.key().to_owned(), t.value().to_owned())),
-            )
-        } else {
-            let versioned = match remote.version.as_deref().filter(|v| !v.is_empty()) {
-                Some(v) => format!("{name}:{v}"),
-                None => name.clone(),
-            };
-            let out = self
-                .client
-                .get_parameter()
-                .name(&versioned)
-                .with_decryption(true)
-                .send()
-                .await
-                .map_err(|e| match error_code(&e) {
-                    Some("ParameterNotFound") => ProviderError::NotFound { key: name.clone() },
-                    Some("ParameterVersionNotFound") => ProviderError::InvalidData(format!(
-                        "parameter {name:?} has no version {:?}",
-                        remote.version.as_deref().unwrap_or_default()
-                    )),
-                    _ => sdk_error(&format!("GetParameter {name:?}"), e),
-                })?;
-            let value = out.parameter.and_then(|p| p.value).ok_or_else(|| {
-                ProviderError::InvalidData(format!("parameter {name:?} has no value"))
-            })?;
-            SecretValue::from(value)
+        let version = remote.version.clone().filter(|v| !v.is_empty());
+        let tags = remote.metadata_policy() == MetadataPolicy::Fetch;
+        let key = ReadKey {
+            tags,
+            name: name.clone(),
+            version: if tags { None } else { version.clone() },
         };
+        let (client, calls) = (self.client.clone(), self.calls.clone());
+        let value = self
+            .flights
+            .get(key, move || {
+                async move {
+                    if tags {
+                        read_tags(&client, &calls, &name).await
+                    } else {
+                        read_value(&client, &calls, &name, version.as_deref()).await
+                    }
+                }
+                .boxed()
+            })
+            .await?;
         with_property(value, remote)
     }
 
@@ -128,7 +114,10 @@ impl ParameterStore {
                 .max_results(50)
                 .set_next_token(next.take())
                 .send()
-                .await
+                .await;
+            let page = self
+                .calls
+                .count("DescribeParameters", page)
                 .map_err(|e| sdk_error("DescribeParameters", e))?;
             names.extend(
                 page.parameters()
@@ -155,7 +144,10 @@ impl ParameterStore {
                 .with_decryption(true)
                 .set_next_token(next.take())
                 .send()
-                .await
+                .await;
+            let page = self
+                .calls
+                .count("GetParametersByPath", page)
                 .map_err(|e| sdk_error(&format!("GetParametersByPath {path:?}"), e))?;
             for p in page.parameters() {
                 if let (Some(name), Some(value)) = (p.name(), p.value())
@@ -184,7 +176,7 @@ impl ParameterStore {
                     .with_decryption(true)
                     .send()
                     .await;
-                match res {
+                match self.calls.count("GetParameters", res) {
                     Ok(page) => {
                         for p in page.parameters() {
                             if let (Some(name), Some(value)) = (p.name(), p.value()) {
@@ -215,7 +207,7 @@ impl ParameterStore {
                 .with_decryption(true)
                 .send()
                 .await;
-            match res {
+            match self.calls.count("GetParameter", res) {
                 Ok(v) => {
                     if let Some(value) = v.parameter.and_then(|p| p.value) {
                         out.insert(name.clone(), SecretValue::from(value));
@@ -227,4 +219,74 @@ impl ParameterStore {
         }
         Ok(out)
     }
+}
+
+/// What one coalesced read asks for.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(super) struct ReadKey {
+    /// The tags (ListTagsForResource) instead of the value.
+    tags: bool,
+    /// The parameter's name, prefix included.
+    name: String,
+    /// The version or label asked for; `None` is the latest.
+    version: Option<String>,
+}
+
+/// The parameter's tags as a JSON object (ListTagsForResource).
+async fn read_tags(client: &Client, calls: &Calls, name: &str) -> Result<SecretValue> {
+    let res = client
+        .list_tags_for_resource()
+        .resource_type(ResourceTypeForTagging::Parameter)
+        .resource_id(name)
+        .send()
+        .await;
+    let out = calls
+        .count("ListTagsForResource", res)
+        .map_err(|e| match error_code(&e) {
+            Some("InvalidResourceId" | "ParameterNotFound") => ProviderError::NotFound {
+                key: name.to_owned(),
+            },
+            _ => sdk_error(&format!("ListTagsForResource {name:?}"), e),
+        })?;
+    Ok(tags_json(
+        out.tag_list()
+            .iter()
+            .map(|t| (t.key().to_owned(), t.value().to_owned())),
+    ))
+}
+
+/// The parameter's decrypted value, at `version` when given (GetParameter `name:version`).
+async fn read_value(
+    client: &Client,
+    calls: &Calls,
+    name: &str,
+    version: Option<&str>,
+) -> Result<SecretValue> {
+    let versioned = match version {
+        Some(v) => format!("{name}:{v}"),
+        None => name.to_owned(),
+    };
+    let res = client
+        .get_parameter()
+        .name(&versioned)
+        .with_decryption(true)
+        .send()
+        .await;
+    let out = calls
+        .count("GetParameter", res)
+        .map_err(|e| match error_code(&e) {
+            Some("ParameterNotFound") => ProviderError::NotFound {
+                key: name.to_owned(),
+            },
+            Some("ParameterVersionNotFound") => ProviderError::InvalidData(format!(
+                "parameter {name:?} has no version {:?}",
+                version.unwrap_or_default()
+            )),
+            _ => sdk_error(&format!("GetParameter {name:?}"), e),
+        })?;
+    let value = out
+        .parameter
+        .and_then(|p| p.value)
+        .ok_or_else(|| ProviderError::InvalidData(format!("parameter {name:?} has no value")))?;
+    Ok(SecretValue::from(value))
 }

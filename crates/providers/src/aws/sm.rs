@@ -7,7 +7,10 @@ use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 use lockstep_api::external_secret::{Find, MetadataPolicy, RemoteRef};
 use lockstep_api::value::SecretValue;
 
-use super::{error_code, name_matcher, sdk_error, tags_json, with_property};
+use futures::FutureExt;
+
+use super::{Calls, error_code, name_matcher, sdk_error, tags_json, with_property};
+use crate::coalesce::Flights;
 use crate::{ProviderError, Result, SecretMap};
 
 /// The version stage read when a reference names no version.
@@ -19,58 +22,50 @@ const BATCH: usize = 20;
 pub(super) struct SecretsManager {
     client: Client,
     prefix: String,
+    calls: Calls,
+    /// Reads of single secrets in flight or just finished, shared by identical reads.
+    flights: Flights<ReadKey>,
     /// BatchGetSecretValue was refused for this identity: read one secret at a time.
     batch_denied: AtomicBool,
 }
 
 impl SecretsManager {
-    pub fn new(client: Client, prefix: &str) -> Self {
+    pub fn new(client: Client, prefix: &str, calls: Calls) -> Self {
         Self {
             client,
             prefix: prefix.to_owned(),
+            calls,
+            flights: Flights::default(),
             batch_denied: AtomicBool::new(false),
         }
     }
 
     /// One value: the secret (string or binary), its tags (`metadataPolicy: Fetch`), or a
-    /// property of either.
+    /// property of either. Identical reads (same secret, version, tags or value) are
+    /// coalesced ([`crate::coalesce`]); the property is taken from the shared answer.
     pub async fn get_secret(&self, remote: &RemoteRef) -> Result<SecretValue> {
         let id = format!("{}{}", self.prefix, remote.key);
-        let value = if remote.metadata_policy() == MetadataPolicy::Fetch {
-            let out = self
-                .client
-                .describe_secret()
-                .secret_id(&id)
-                .send()
-                .await
-                .map_err(|e| not_found_or(&id, "DescribeSecret", e))?;
-            tags_json(out.tags().iter().map(|t| {
-                (
-                    t.key().unwrap_or_default().to_owned(),
-                    t.value().unwrap_or_default().to_owned(),
-                )
-            }))
-        } else {
-            let mut req = self.client.get_secret_value().secret_id(&id);
-            req = match remote.version.as_deref().filter(|v| !v.is_empty()) {
-                Some(v) if v.starts_with("uuid/") => req.version_id(&v["uuid/".len()..]),
-                Some(v) => req.version_stage(v),
-                None => req.version_stage(CURRENT),
-            };
-            let out = req
-                .send()
-                .await
-                .map_err(|e| not_found_or(&id, "GetSecretValue", e))?;
-            match (out.secret_string, out.secret_binary) {
-                (Some(s), _) => SecretValue::from(s),
-                (None, Some(b)) => SecretValue::new(b.into_inner()),
-                (None, None) => {
-                    return Err(ProviderError::InvalidData(format!(
-                        "secret {id:?} has neither a string nor a binary value"
-                    )));
-                }
-            }
+        let version = remote.version.clone().filter(|v| !v.is_empty());
+        let tags = remote.metadata_policy() == MetadataPolicy::Fetch;
+        let key = ReadKey {
+            tags,
+            id: id.clone(),
+            version: if tags { None } else { version.clone() },
         };
+        let (client, calls) = (self.client.clone(), self.calls.clone());
+        let value = self
+            .flights
+            .get(key, move || {
+                async move {
+                    if tags {
+                        read_tags(&client, &calls, &id).await
+                    } else {
+                        read_value(&client, &calls, &id, version.as_deref()).await
+                    }
+                }
+                .boxed()
+            })
+            .await?;
         with_property(value, remote)
     }
 
@@ -115,7 +110,7 @@ impl SecretsManager {
                 .set_next_token(next.take())
                 .send()
                 .await;
-            let page = match res {
+            let page = match self.calls.count("BatchGetSecretValue", res) {
                 Ok(page) => page,
                 Err(e) if is_denied(&e) => {
                     self.batch_denied.store(true, Ordering::Relaxed);
@@ -160,7 +155,10 @@ impl SecretsManager {
                 .max_results(100)
                 .set_next_token(next.take())
                 .send()
-                .await
+                .await;
+            let page = self
+                .calls
+                .count("ListSecrets", page)
                 .map_err(|e| sdk_error("ListSecrets", e))?;
             for s in page.secret_list() {
                 if let Some(name) = s.name()
@@ -188,7 +186,7 @@ impl SecretsManager {
                     .set_secret_id_list(Some(chunk.to_vec()))
                     .send()
                     .await;
-                match res {
+                match self.calls.count("BatchGetSecretValue", res) {
                     Ok(page) => {
                         let errors: Vec<_> = page
                             .errors()
@@ -228,7 +226,7 @@ impl SecretsManager {
                 .version_stage(CURRENT)
                 .send()
                 .await;
-            match res {
+            match self.calls.count("GetSecretValue", res) {
                 Ok(v) => {
                     if let Some(value) = entry_value(v.secret_string(), v.secret_binary()) {
                         out.insert(name.clone(), value);
@@ -241,6 +239,56 @@ impl SecretsManager {
             }
         }
         Ok(out)
+    }
+}
+
+/// What one coalesced read asks for.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(super) struct ReadKey {
+    /// The tags (DescribeSecret) instead of the value.
+    tags: bool,
+    /// The secret's name or ARN, prefix included.
+    id: String,
+    /// The version stage or `uuid/<id>`; `None` is `AWSCURRENT`.
+    version: Option<String>,
+}
+
+/// The secret's tags as a JSON object (DescribeSecret).
+async fn read_tags(client: &Client, calls: &Calls, id: &str) -> Result<SecretValue> {
+    let res = client.describe_secret().secret_id(id).send().await;
+    let out = calls
+        .count("DescribeSecret", res)
+        .map_err(|e| not_found_or(id, "DescribeSecret", e))?;
+    Ok(tags_json(out.tags().iter().map(|t| {
+        (
+            t.key().unwrap_or_default().to_owned(),
+            t.value().unwrap_or_default().to_owned(),
+        )
+    })))
+}
+
+/// The secret's value, string or binary, at `version` (GetSecretValue).
+async fn read_value(
+    client: &Client,
+    calls: &Calls,
+    id: &str,
+    version: Option<&str>,
+) -> Result<SecretValue> {
+    let mut req = client.get_secret_value().secret_id(id);
+    req = match version {
+        Some(v) if v.starts_with("uuid/") => req.version_id(&v["uuid/".len()..]),
+        Some(v) => req.version_stage(v),
+        None => req.version_stage(CURRENT),
+    };
+    let out = calls
+        .count("GetSecretValue", req.send().await)
+        .map_err(|e| not_found_or(id, "GetSecretValue", e))?;
+    match (out.secret_string, out.secret_binary) {
+        (Some(s), _) => Ok(SecretValue::from(s)),
+        (None, Some(b)) => Ok(SecretValue::new(b.into_inner())),
+        (None, None) => Err(ProviderError::InvalidData(format!(
+            "secret {id:?} has neither a string nor a binary value"
+        ))),
     }
 }
 

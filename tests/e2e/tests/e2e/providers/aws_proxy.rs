@@ -110,7 +110,7 @@ impl AwsProxy {
     }
 }
 
-async fn service_account(admin: &Client, ns: &str, name: &str, annotations: Value) {
+pub(crate) async fn service_account(admin: &Client, ns: &str, name: &str, annotations: Value) {
     let account: ServiceAccount = serde_json::from_value(json!({
         "metadata": { "name": name, "annotations": annotations }
     }))
@@ -139,7 +139,7 @@ async fn ready_message(admin: &Client, ns: &str, name: &str) -> String {
         .unwrap_or_default()
 }
 
-async fn force_sync(admin: &Client, ns: &str, name: &str) {
+pub(crate) async fn force_sync(admin: &Client, ns: &str, name: &str) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")

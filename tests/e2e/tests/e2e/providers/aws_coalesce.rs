@@ -1,0 +1,327 @@
+//! Identical AWS reads shared across ExternalSecrets, counted at the AWS proxy in front of
+//! moto: many ExternalSecrets on one remote key behind IRSA cost one GetSecretValue and one
+//! AssumeRoleWithWebIdentity, a rotation followed by force-syncs still reaches every one of
+//! them, a periodic refresh cycle is served by one read per key, and
+//! `externalsecret_provider_api_calls_count` counts the AWS calls with bounded labels only.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use kube::Client;
+use lockstep_e2e::{Lockstep, TIMEOUT, TestNamespace, ensure_crds, eventually, unique_name};
+use serde_json::{Value, json};
+
+use super::aws::sm;
+use super::aws_proxy::{AwsProxy, force_sync, service_account};
+use crate::sync::{create_es, create_store, value, wait_ready_reason, wait_secret};
+
+const GET: &str = "secretsmanager.GetSecretValue";
+const WEB_IDENTITY: &str = "sts.AssumeRoleWithWebIdentity";
+
+/// An IRSA SecretStore `irsa` in `ns`: a ServiceAccount whose role trusts it, and the store
+/// naming the ServiceAccount. Returns the role ARN.
+async fn irsa_store(admin: &Client, proxy: &AwsProxy, ns: &str, name: &str) -> String {
+    let role = format!("arn:aws:iam::123456789012:role/{name}");
+    proxy
+        .trust(&role, &[format!("system:serviceaccount:{ns}:reader")], &[])
+        .await;
+    service_account(
+        admin,
+        ns,
+        "reader",
+        json!({ "eks.amazonaws.com/role-arn": role }),
+    )
+    .await;
+    create_store(
+        admin,
+        ns,
+        json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+            "metadata": { "name": "irsa" },
+            "spec": { "provider": { "aws": { "service": "SecretsManager", "region": "us-east-1",
+                "auth": { "jwt": { "serviceAccountRef": { "name": "reader" } } } } } }
+        }),
+    )
+    .await;
+    role
+}
+
+/// Calls of `action` naming `id` in the proxy's log after `since` (a log sequence number).
+async fn calls(proxy: &AwsProxy, action: &str, id: &str, since: u64) -> usize {
+    proxy
+        .log()
+        .await
+        .iter()
+        .filter(|e| e["action"] == action && e["seq"].as_u64().unwrap_or_default() >= since)
+        .filter(|e| {
+            e["ids"]
+                .as_array()
+                .is_some_and(|ids| ids.iter().any(|i| i == id))
+        })
+        .count()
+}
+
+async fn next_seq(proxy: &AwsProxy) -> u64 {
+    proxy
+        .log()
+        .await
+        .iter()
+        .filter_map(|e| e["seq"].as_u64())
+        .max()
+        .map_or(0, |s| s + 1)
+}
+
+/// The `{provider, call, status}` label sets of `externalsecret_provider_api_calls_count`.
+fn call_labels(lockstep: &Lockstep) -> Vec<(String, String, String)> {
+    let text = lockstep.ctx.metrics.encode();
+    text.lines()
+        .filter(|l| l.starts_with("externalsecret_provider_api_calls_count{"))
+        .map(|l| {
+            let labels = &l[l.find('{').expect("{") + 1..l.rfind('}').expect("}")];
+            let get = |name: &str| {
+                labels
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix(&format!("{name}=\"")))
+                    .map(|v| v.trim_end_matches('"').to_owned())
+                    .unwrap_or_else(|| panic!("label {name} missing in {l}"))
+            };
+            (get("provider"), get("call"), get("status"))
+        })
+        .collect()
+}
+
+fn es(name: &str, key: &str, refresh: &str, property: Option<&str>) -> Value {
+    let mut remote = json!({ "key": key });
+    if let Some(p) = property {
+        remote["property"] = json!(p);
+    }
+    json!({
+        "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+        "metadata": { "name": name },
+        "spec": { "refreshInterval": refresh, "secretStoreRef": { "name": "irsa" },
+                  "data": [{ "secretKey": "value", "remoteRef": remote }] }
+    })
+}
+
+#[tokio::test]
+async fn many_external_secrets_on_one_key_make_one_read_and_rotation_reaches_all() {
+    const N: usize = 24;
+    let admin = lockstep_e2e::test_env().admin_client().await;
+    ensure_crds(&admin).await;
+    let ns = TestNamespace::create(&admin, "aws-coalesce").await;
+    let proxy = AwsProxy::new();
+    let key = unique_name("shared");
+    let sm = sm().await;
+    sm.create_secret()
+        .name(&key)
+        .secret_string(r#"{"password":"coalesced-v1"}"#)
+        .send()
+        .await
+        .expect("create");
+    let missing = format!("{key}-missing");
+    let role = irsa_store(&admin, &proxy, ns.name(), &key).await;
+    // Half read the whole value, half a property of it: one read serves both.
+    let names: Vec<String> = (0..N).map(|i| format!("es-{i:02}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        let property = (i % 2 == 1).then_some("password");
+        create_es(&admin, ns.name(), es(name, &key, "1h", property)).await;
+    }
+    create_es(&admin, ns.name(), es("missing", &missing, "1h", None)).await;
+    // Object timestamps are whole seconds: a sync shares only reads that started at least a
+    // second after its ExternalSecret was created.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let since = next_seq(&proxy).await;
+
+    let lockstep = Lockstep::start(admin.clone(), ns.name());
+    for (i, name) in names.iter().enumerate() {
+        let want = if i % 2 == 1 {
+            "coalesced-v1"
+        } else {
+            r#"{"password":"coalesced-v1"}"#
+        };
+        wait_secret(&admin, ns.name(), name, "a synced Secret", |s| {
+            value(s, "value").as_deref() == Some(want)
+        })
+        .await;
+    }
+    wait_ready_reason(&admin, ns.name(), "missing", "SecretSyncedError").await;
+    let reads = calls(&proxy, GET, &key, since).await;
+    assert_eq!(
+        reads,
+        1,
+        "{N} ExternalSecrets on one key: one GetSecretValue; log: {:?}",
+        proxy
+            .log()
+            .await
+            .iter()
+            .filter(|e| e["seq"].as_u64().unwrap_or_default() >= since)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        calls(&proxy, WEB_IDENTITY, &role, since).await,
+        1,
+        "one identity: one AssumeRoleWithWebIdentity"
+    );
+
+    // The metrics count AWS's calls (one read) apart from the ExternalSecrets' reads (N).
+    let count =
+        |p: &str| lockstep.metric_sum(&format!("externalsecret_provider_api_calls_count{{{p}}}"));
+    assert_eq!(
+        count(r#"provider="AWS/SecretsManager",call="GetSecretValue",status="success""#),
+        1.0
+    );
+    assert!(count(r#"provider="AWS/SecretsManager",call="GetSecretValue",status="error""#) >= 1.0);
+    assert_eq!(
+        count(r#"provider="AWS/STS",call="AssumeRoleWithWebIdentity",status="success""#),
+        1.0
+    );
+    assert_eq!(
+        count(r#"provider="aws",call="GetSecret",status="success""#),
+        N as f64
+    );
+    // Every label comes from a fixed set; no secret name, namespace or value is a label.
+    let providers: BTreeSet<&str> =
+        ["aws", "AWS/SecretsManager", "AWS/ParameterStore", "AWS/STS"].into();
+    let aws_calls: BTreeSet<&str> = [
+        "GetSecret",
+        "GetSecretMap",
+        "GetAllSecrets",
+        "Validate",
+        "GetSecretValue",
+        "DescribeSecret",
+        "BatchGetSecretValue",
+        "ListSecrets",
+        "GetParameter",
+        "GetParameters",
+        "GetParametersByPath",
+        "DescribeParameters",
+        "ListTagsForResource",
+        "AssumeRoleWithWebIdentity",
+        "AssumeRole",
+    ]
+    .into();
+    let statuses: BTreeSet<&str> = [
+        "success",
+        "error",
+        "success_not_found",
+        "AccessDenied",
+        "AuthFailed",
+        "InvalidConfig",
+        "InvalidData",
+        "Unsupported",
+        "Unavailable",
+    ]
+    .into();
+    let labels = call_labels(&lockstep);
+    assert!(!labels.is_empty());
+    for (provider, call, status) in &labels {
+        assert!(providers.contains(provider.as_str()), "provider {provider}");
+        assert!(aws_calls.contains(call.as_str()), "call {call}");
+        assert!(statuses.contains(status.as_str()), "status {status}");
+    }
+    let text = lockstep.ctx.metrics.encode();
+    let call_lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("provider_api_calls"))
+        .collect();
+    for l in &call_lines {
+        assert!(
+            !l.contains(&key) && !l.contains("coalesced-v") && !l.contains(ns.name()),
+            "{l}"
+        );
+    }
+
+    // Rotation, then every ExternalSecret force-synced within the time a shared read is kept:
+    // none of them may be served the value read before its force-sync.
+    sm.put_secret_value()
+        .secret_id(&key)
+        .secret_string(r#"{"password":"coalesced-v2"}"#)
+        .send()
+        .await
+        .expect("rotate");
+    let since = next_seq(&proxy).await;
+    for name in &names {
+        force_sync(&admin, ns.name(), name).await;
+    }
+    for name in &names {
+        wait_secret(&admin, ns.name(), name, "the rotated Secret", |s| {
+            value(s, "value").is_some_and(|v| v.contains("coalesced-v2"))
+        })
+        .await;
+    }
+    let after = calls(&proxy, GET, &key, since).await;
+    assert!(
+        (1..=N).contains(&after),
+        "force-syncs read again, at most once each: {after}"
+    );
+    assert_eq!(
+        calls(&proxy, WEB_IDENTITY, &role, 0).await,
+        1,
+        "credentials are reused"
+    );
+    lockstep.stop().await;
+}
+
+#[tokio::test]
+async fn a_refresh_cycle_reads_each_key_once() {
+    const KEYS: usize = 3;
+    const PER_KEY: usize = 6;
+    let admin = lockstep_e2e::test_env().admin_client().await;
+    ensure_crds(&admin).await;
+    let ns = TestNamespace::create(&admin, "aws-cycle").await;
+    let proxy = AwsProxy::new();
+    let prefix = unique_name("cycle");
+    let sm = sm().await;
+    let keys: Vec<String> = (0..KEYS).map(|k| format!("{prefix}-{k}")).collect();
+    for key in &keys {
+        sm.create_secret()
+            .name(key)
+            .secret_string("cycle-v1")
+            .send()
+            .await
+            .expect("create");
+    }
+    irsa_store(&admin, &proxy, ns.name(), &prefix).await;
+    let mut names = Vec::new();
+    for (k, key) in keys.iter().enumerate() {
+        for i in 0..PER_KEY {
+            let name = format!("es-{k}-{i}");
+            create_es(&admin, ns.name(), es(&name, key, "15s", None)).await;
+            names.push(name);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let lockstep = Lockstep::start(admin.clone(), ns.name());
+    let api = kube::Api::<lockstep_api::external_secret::ExternalSecret>::namespaced(
+        admin.clone(),
+        ns.name(),
+    );
+    let refresh_time = |es: &lockstep_api::external_secret::ExternalSecret| {
+        es.status.as_ref().and_then(|s| s.refresh_time.clone())
+    };
+    let first = eventually("every ExternalSecret synced", TIMEOUT, || async {
+        let list = api.list(&Default::default()).await.ok()?;
+        let times: Vec<_> = list.items.iter().filter_map(refresh_time).collect();
+        (times.len() == names.len()).then(|| times.into_iter().map(|t| t.0).max())
+    })
+    .await
+    .expect("a refresh time");
+    let since = next_seq(&proxy).await;
+    // The next cycle: every ExternalSecret refreshed once more (15 s plus up to 1.5 s jitter).
+    eventually("a full refresh cycle", Duration::from_secs(45), || async {
+        let list = api.list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .all(|es| refresh_time(es).is_some_and(|t| t.0 > first))
+            .then_some(())
+    })
+    .await;
+    lockstep.stop().await;
+    for key in &keys {
+        let reads = calls(&proxy, GET, key, since).await;
+        assert!(
+            (1..=2).contains(&reads),
+            "{PER_KEY} ExternalSecrets of {key} refreshed with {reads} reads"
+        );
+    }
+}
