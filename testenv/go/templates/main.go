@@ -47,6 +47,7 @@ func funcs() template.FuncMap {
 	for _, name := range []string{"env", "expandenv", "getHostByName"} {
 		delete(f, name)
 	}
+	esoFuncs(f)
 	return f
 }
 
