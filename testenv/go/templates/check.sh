@@ -32,3 +32,5 @@ if ! diff -u "$golden" "$tmp"; then
     exit 1
 fi
 echo "template goldens match $golden"
+# Go must read what the Rust engine makes (PKCS#12 files, AES ciphertexts, certificates).
+(cd "$here" && go run . verify "$root/crates/template/tests/conformance/rust_made.json")

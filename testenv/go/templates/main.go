@@ -47,6 +47,7 @@ func funcs() template.FuncMap {
 	for _, name := range []string{"env", "expandenv", "getHostByName"} {
 		delete(f, name)
 	}
+	esoFuncs(f)
 	return f
 }
 
@@ -77,7 +78,46 @@ func render(c Case) (string, error) {
 	return b.String(), nil
 }
 
+// Made is one row of rust_made.json: a template over data the Rust engine produced, and the
+// output it must give.
+type Made struct {
+	Name     string            `json:"name"`
+	Template string            `json:"template"`
+	Data     map[string]string `json:"data"`
+	Output   string            `json:"output"`
+}
+
+// verify renders the rows of rust_made.json with Go and fails when an output differs.
+func verify(path string) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	var rows []Made
+	if err := json.Unmarshal(raw, &rows); err != nil {
+		fmt.Fprintln(os.Stderr, "rust_made:", err)
+		os.Exit(1)
+	}
+	bad := 0
+	for _, r := range rows {
+		got, err := render(Case{Name: r.Name, Template: r.Template, Data: r.Data})
+		if err != nil || got != r.Output {
+			fmt.Fprintf(os.Stderr, "Rust-made %q: Go gives %q, %v\n", r.Name, got, err)
+			bad++
+		}
+	}
+	if bad > 0 {
+		os.Exit(1)
+	}
+	fmt.Printf("Go reads all %d Rust-made outputs\n", len(rows))
+}
+
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == "verify" {
+		verify(os.Args[2])
+		return
+	}
 	if len(os.Args) != 2 {
 		fmt.Fprintln(os.Stderr, "usage: templates CASES.json")
 		os.Exit(2)

@@ -105,7 +105,7 @@ fn b32dec(s: &[u8]) -> Result<Vec<u8>, usize> {
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-fn b64enc(d: &[u8]) -> Vec<u8> {
+pub(super) fn b64enc(d: &[u8]) -> Vec<u8> {
     let mut o = Vec::with_capacity(d.len().div_ceil(3) * 4);
     for c in d.chunks(3) {
         let n = (u32::from(c[0]) << 16)
@@ -124,7 +124,7 @@ fn b64enc(d: &[u8]) -> Vec<u8> {
 
 /// Go's `base64.StdEncoding.DecodeString` (non-strict: CR and LF ignored); `Err` is the byte
 /// offset Go reports for corrupt input.
-fn b64dec_go(src: &[u8]) -> Result<Vec<u8>, usize> {
+pub(super) fn b64dec_go(src: &[u8]) -> Result<Vec<u8>, usize> {
     let val = |c: u8| B64.iter().position(|x| *x == c).map(|v| v as u32);
     let nl = |c: u8| c == b'\n' || c == b'\r';
     let mut out = Vec::new();

@@ -9,12 +9,16 @@ use crate::{ErrorKind, Limits};
 mod builtin;
 mod case;
 pub mod conv;
+mod crypto;
 mod duration;
+mod eso;
 mod extra;
 mod json;
+pub mod keys;
 mod lists;
 mod math;
 mod misc;
+pub mod pem;
 mod random;
 pub mod semver;
 mod strings;
@@ -170,6 +174,8 @@ pub fn lookup(name: &str) -> Option<Func> {
         .or_else(|| duration::lookup(name))
         .or_else(|| time::lookup(name))
         .or_else(|| semver::lookup(name))
+        .or_else(|| crypto::lookup(name))
+        .or_else(|| eso::lookup(name))
         .or_else(|| builtin::lookup(name))
 }
 
