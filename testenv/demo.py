@@ -5,6 +5,13 @@ Run by scripts/demo with the environment's virtualenv Python (it needs PyYAML, w
 environment installs), after `testenv.py up`. It talks to the apiserver and OpenBao over HTTPS
 with the environment's CAs and tokens, runs `lockstep run` scoped to the `demo` namespace, and
 leaves the objects in place so they can be inspected afterwards.
+
+With `--aws` (`scripts/demo --aws`) the same story runs against AWS Secrets Manager on moto,
+behind the environment's AWS proxy, with IRSA: a ServiceAccount annotated with
+`eks.amazonaws.com/role-arn`, a SecretStore with `auth.jwt.serviceAccountRef`, and the proxy
+checking the ServiceAccount token with a TokenReview before moto's STS answers
+AssumeRoleWithWebIdentity. It uses the `demo-aws` namespace and boto3 (installed in the
+environment's virtualenv with moto) to write and rotate the secret.
 """
 
 from __future__ import annotations
@@ -101,13 +108,7 @@ def apply(kube: Http, obj: dict) -> dict:
     return out
 
 
-def main() -> int:
-    env = load_env(sys.argv[1])
-    lockstep_bin = sys.argv[2]
-    kube = Http(env["LOCKSTEP_KUBE_SERVER"], env["LOCKSTEP_KUBE_CA"],
-                {"Authorization": f"Bearer {env['LOCKSTEP_ADMIN_TOKEN']}"})
-    bao = Http(env["BAO_ADDR"], env["BAO_CACERT"], {"X-Vault-Token": env["BAO_TOKEN"]})
-
+def install_crds(kube: Http) -> None:
     say("installing Lockstep's CRDs (the external-secrets.io kinds, generated from the Rust types)")
     for f in sorted((ROOT / "deploy" / "crds").glob("*.yaml")):
         crd = yaml.safe_load(f.read_text())
@@ -117,6 +118,17 @@ def main() -> int:
             c.get("type") == "Established" and c.get("status") == "True"
             for c in (kube.call("GET", path_for(crd))[1].get("status") or {}).get("conditions") or []))
         print(f"    {name}: established")
+
+
+def main() -> int:
+    env = load_env(sys.argv[1])
+    lockstep_bin = sys.argv[2]
+    kube = Http(env["LOCKSTEP_KUBE_SERVER"], env["LOCKSTEP_KUBE_CA"],
+                {"Authorization": f"Bearer {env['LOCKSTEP_ADMIN_TOKEN']}"})
+    install_crds(kube)
+    if "--aws" in sys.argv[3:]:
+        return aws_demo(env, kube, lockstep_bin)
+    bao = Http(env["BAO_ADDR"], env["BAO_CACERT"], {"X-Vault-Token": env["BAO_TOKEN"]})
 
     say("namespace 'demo' with the ServiceAccount the store logs in to OpenBao as")
     apply(kube, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
@@ -191,6 +203,109 @@ def main() -> int:
                     lambda: (d := secret_data()) and d.get("password") == rotated and d)
         say(f"Secret followed the rotation in {time.monotonic() - started:.1f}s: {data}")
         print("    (rolling the Deployment 'web' that uses it arrives with the reload feature)")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    return 0
+
+
+AWS_NS = "demo-aws"
+AWS_ROLE = "arn:aws:iam::123456789012:role/lockstep-demo"
+AWS_KEY = "demo/database"
+
+
+def proxy_admin(env: dict[str, str], method: str, what: str, body=None):
+    req = urllib.request.Request(f"{env['LOCKSTEP_AWS_PROXY']}/lockstep-admin/{what}",
+                                 data=None if body is None else json.dumps(body).encode(),
+                                 method=method, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def aws_demo(env: dict[str, str], kube: Http, lockstep_bin: str) -> int:
+    import boto3  # in the environment's virtualenv (moto depends on it)
+
+    # Through the AWS proxy (AWS_ENDPOINT_URL), with the environment's dummy keys.
+    sm = boto3.client("secretsmanager", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                      aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                      aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+    subject = f"system:serviceaccount:{AWS_NS}:aws-reader"
+
+    say(f"namespace '{AWS_NS}' with a ServiceAccount for the IAM role {AWS_ROLE} (IRSA)")
+    apply(kube, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": AWS_NS}})
+    apply(kube, {"apiVersion": "v1", "kind": "ServiceAccount",
+                 "metadata": {"name": "aws-reader", "namespace": AWS_NS,
+                              "annotations": {"eks.amazonaws.com/role-arn": AWS_ROLE}}})
+
+    say("the role's trust policy, kept by the AWS proxy in front of moto: it trusts only "
+        f"{subject}, for the audience sts.amazonaws.com")
+    proxy_admin(env, "POST", "trust", {"role": AWS_ROLE, "subjects": [subject]})
+
+    say("AWS Secrets Manager (moto): a secret")
+    password = "pw-" + secrets.token_hex(4)
+    value = json.dumps({"username": "app", "password": password})
+    try:
+        sm.create_secret(Name=AWS_KEY, SecretString=value)
+    except sm.exceptions.ResourceExistsException:
+        sm.put_secret_value(SecretId=AWS_KEY, SecretString=value)
+    print(f"    {AWS_KEY} = {{username: app, password: {password}}}")
+
+    say("a SecretStore on AWS Secrets Manager with IRSA and an ExternalSecret "
+        "(the manifests an ESO user already has)")
+    store = {
+        "apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+        "metadata": {"name": "aws", "namespace": AWS_NS},
+        "spec": {"provider": {"aws": {
+            "service": "SecretsManager", "region": "us-east-1",
+            "auth": {"jwt": {"serviceAccountRef": {"name": "aws-reader"}}}}}}}
+    external_secret = {
+        "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+        "metadata": {"name": "database", "namespace": AWS_NS},
+        "spec": {"refreshInterval": "5s", "secretStoreRef": {"name": "aws", "kind": "SecretStore"},
+                 "target": {"name": "database"},
+                 "dataFrom": [{"extract": {"key": AWS_KEY}}]}}
+    print(yaml.safe_dump(store, sort_keys=False))
+    print(yaml.safe_dump(external_secret, sort_keys=False))
+    apply(kube, store)
+    apply(kube, external_secret)
+    seq = max((e.get("seq", 0) for e in proxy_admin(env, "GET", "log")), default=-1) + 1
+
+    say(f"starting `lockstep run --namespace {AWS_NS}` (AWS_ENDPOINT_URL={env['AWS_ENDPOINT_URL']}, the proxy)")
+    proc = subprocess.Popen([lockstep_bin, "run", "--namespace", AWS_NS, "--metrics-addr", "127.0.0.1:0",
+                             "--health-addr", "127.0.0.1:0", "--log-format", "text"],
+                            env={**os.environ, "KUBECONFIG": env["KUBECONFIG"], "RUST_LOG": "info"})
+    try:
+        def secret_data():
+            code, s = kube.call("GET", f"/api/v1/namespaces/{AWS_NS}/secrets/database")
+            if code != 200:
+                return None
+            return {k: base64.b64decode(v).decode() for k, v in s.get("data", {}).items()}
+
+        data = wait("the synced Secret", secret_data)
+        say(f"Secret {AWS_NS}/database synced from AWS Secrets Manager: {data}")
+        code, es = kube.call("GET", f"/apis/external-secrets.io/v1/namespaces/{AWS_NS}/externalsecrets/database")
+        ready = next(c for c in es["status"]["conditions"] if c["type"] == "Ready")
+        print(f"    ExternalSecret Ready={ready['status']} reason={ready['reason']} message={ready['message']!r}")
+        calls = [e for e in proxy_admin(env, "GET", "log") if e.get("seq", 0) >= seq]
+        for e in calls:
+            if e["action"] == "sts.AssumeRoleWithWebIdentity":
+                print(f"    the proxy reviewed the ServiceAccount token: subject {e.get('subject')!r} "
+                      f"-> HTTP {e['status']} (AssumeRoleWithWebIdentity for {e['ids'][0]})")
+        reads = sum(1 for e in calls if e["action"] == "secretsmanager.GetSecretValue")
+        print(f"    AWS calls so far: {len(calls)} ({reads} GetSecretValue)")
+
+        rotated = "pw-" + secrets.token_hex(4)
+        say(f"rotating the password in AWS Secrets Manager to {rotated}")
+        sm.put_secret_value(SecretId=AWS_KEY,
+                            SecretString=json.dumps({"username": "app", "password": rotated}))
+        started = time.monotonic()
+        data = wait("the Secret to follow the rotation",
+                    lambda: (d := secret_data()) and d.get("password") == rotated and d)
+        say(f"Secret followed the rotation in {time.monotonic() - started:.1f}s: {data}")
+        sts = sum(1 for e in proxy_admin(env, "GET", "log")
+                  if e.get("seq", 0) >= seq and e["action"] == "sts.AssumeRoleWithWebIdentity")
+        print(f"    STS AssumeRoleWithWebIdentity calls in the whole demo: {sts} "
+              "(credentials are cached until shortly before they expire)")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
