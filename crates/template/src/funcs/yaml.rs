@@ -749,11 +749,19 @@ impl Reader<'_> {
                 self.anchors.insert(anchor, y.clone());
                 Ok(y)
             }
-            Event::Alias(id) => self
-                .anchors
-                .get(&id)
-                .cloned()
-                .ok_or_else(|| "yaml: unknown anchor".to_string()),
+            Event::Alias(id) => {
+                let y = self
+                    .anchors
+                    .get(&id)
+                    .ok_or_else(|| "yaml: unknown anchor".to_string())?;
+                // Aliases copy their node: count the copy, so that nested aliases cannot
+                // grow the document exponentially.
+                self.steps += size(y, 100_001);
+                if self.steps > 100_000 {
+                    return Err("yaml: document is too large".into());
+                }
+                Ok(y.clone())
+            }
             Event::SequenceStart(_, anchor, _) => {
                 let mut items = Vec::new();
                 while !matches!(self.events.get(self.pos), Some(Event::SequenceEnd) | None) {
@@ -801,6 +809,31 @@ impl Reader<'_> {
             _ => Err("yaml: unexpected event".into()),
         }
     }
+}
+
+/// The number of nodes in `y`, counting no further than `cap`.
+fn size(y: &Y, cap: u64) -> u64 {
+    let mut n = 1;
+    match y {
+        Y::Seq(l) => {
+            for e in l {
+                n += size(e, cap);
+                if n > cap {
+                    break;
+                }
+            }
+        }
+        Y::Map(m) => {
+            for (k, v) in m {
+                n += size(k, cap) + size(v, cap);
+                if n > cap {
+                    break;
+                }
+            }
+        }
+        _ => {}
+    }
+    n
 }
 
 fn same_key(a: &Y, b: &Y) -> bool {
