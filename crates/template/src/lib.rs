@@ -1,7 +1,7 @@
 //! Lockstep's template crate: ESO's v2 template engine (Go `text/template` semantics with the
 //! sprig and ESO function library) that turns provider data into Secret data. Pure: no
-//! environment, file system or network access (the random functions read the operating
-//! system's random source).
+//! environment, file system or network access (the random and key-generating functions read
+//! the operating system's random source, `now` the clock; time zones are compiled in).
 //!
 //! ```
 //! use std::collections::BTreeMap;

@@ -189,3 +189,23 @@ fn deeply_nested_values_are_printed_compared_and_dropped_without_overflow() {
     let t = r#"{{ $d := dict }}{{ range 300000 }}{{ $d = dict "k" $d }}{{ end }}{{ len $d }}"#;
     assert_eq!(render(t, &data(), &limits).expect("render"), b"1");
 }
+
+#[test]
+fn yaml_aliases_cannot_grow_exponentially() {
+    let mut doc = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..12 {
+        let p = i - 1;
+        doc.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        ));
+    }
+    let mut data = std::collections::BTreeMap::new();
+    data.insert("doc".to_string(), doc);
+    let out = lockstep_template::render(
+        r#"{{ hasKey (fromYaml .doc) "Error" }}"#,
+        &data,
+        &lockstep_template::Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(out, b"true");
+}

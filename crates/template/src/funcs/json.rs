@@ -9,7 +9,7 @@ use crate::value::{Obj, Value};
 const MAX_NEST: usize = 100;
 
 /// Go's float64 JSON encoding.
-fn float(f: f64) -> Option<String> {
+pub(super) fn float(f: f64) -> Option<String> {
     if !f.is_finite() {
         return None;
     }
@@ -152,7 +152,7 @@ fn write(
 
 /// What Go's `encoding/json` writes for a library value: a time as RFC 3339 text, a version
 /// as its string, sprig's certificate as an object.
-fn json_form(o: &Obj) -> Value {
+pub(super) fn json_form(o: &Obj) -> Value {
     match o {
         Obj::Time(t) => Value::str(t.format(b"2006-01-02T15:04:05.999999999Z07:00")),
         Obj::Version(v) => Value::str(v.string()),

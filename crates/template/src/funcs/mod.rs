@@ -24,6 +24,7 @@ pub mod semver;
 mod strings;
 pub mod time;
 mod url;
+mod yaml;
 
 /// A Go parameter type, as far as the template engine checks it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,6 +177,7 @@ pub fn lookup(name: &str) -> Option<Func> {
         .or_else(|| semver::lookup(name))
         .or_else(|| crypto::lookup(name))
         .or_else(|| eso::lookup(name))
+        .or_else(|| yaml::lookup(name))
         .or_else(|| builtin::lookup(name))
 }
 
