@@ -8,6 +8,7 @@ pub mod external_secret;
 pub mod hash;
 pub mod meta;
 pub mod providers;
+pub mod reload_hash;
 pub mod reloader;
 pub mod schema;
 pub mod secret_store;

@@ -130,8 +130,14 @@ pub fn env_var_name(resource_name: &str, kind: ResourceKind) -> String {
     out
 }
 
-fn sha1_of_sorted(mut entries: Vec<Zeroizing<Vec<u8>>>) -> String {
+/// The entries sorted bytewise, as Reloader sorts its `key=value` strings.
+pub(crate) fn sorted(mut entries: Vec<Zeroizing<Vec<u8>>>) -> Vec<Zeroizing<Vec<u8>>> {
     entries.sort_unstable_by(|a, b| a.as_slice().cmp(b.as_slice()));
+    entries
+}
+
+/// The lowercase hex SHA-1 of sorted entries joined with `;`.
+pub(crate) fn sha1_of(entries: &[Zeroizing<Vec<u8>>]) -> String {
     let mut hasher = Sha1::new();
     for (i, e) in entries.iter().enumerate() {
         if i > 0 {
@@ -155,10 +161,28 @@ fn entry(key: &str, value: &[u8]) -> Zeroizing<Vec<u8>> {
     e
 }
 
+/// A Secret's `key=<bytes>` entries, unsorted.
+pub(crate) fn secret_entries(data: &BTreeMap<String, ByteString>) -> Vec<Zeroizing<Vec<u8>>> {
+    data.iter().map(|(k, v)| entry(k, &v.0)).collect()
+}
+
+/// A ConfigMap's `key=value` entries (binary values in standard base64), unsorted.
+pub(crate) fn configmap_entries(
+    data: &BTreeMap<String, String>,
+    binary_data: &BTreeMap<String, ByteString>,
+) -> Vec<Zeroizing<Vec<u8>>> {
+    let mut entries: Vec<_> = data.iter().map(|(k, v)| entry(k, v.as_bytes())).collect();
+    entries.extend(binary_data.iter().map(|(k, v)| {
+        let encoded = Zeroizing::new(BASE64.encode(&v.0));
+        entry(k, encoded.as_bytes())
+    }));
+    entries
+}
+
 /// Reloader's hash of a Secret's `data`: lowercase hex SHA-1 of the sorted `key=<bytes>`
 /// strings joined with `;`.
 pub fn secret_hash(data: &BTreeMap<String, ByteString>) -> String {
-    sha1_of_sorted(data.iter().map(|(k, v)| entry(k, &v.0)).collect())
+    sha1_of(&sorted(secret_entries(data)))
 }
 
 /// Reloader's hash of a ConfigMap's `data` and `binaryData`: lowercase hex SHA-1 of the sorted
@@ -167,12 +191,7 @@ pub fn configmap_hash(
     data: &BTreeMap<String, String>,
     binary_data: &BTreeMap<String, ByteString>,
 ) -> String {
-    let mut entries: Vec<_> = data.iter().map(|(k, v)| entry(k, v.as_bytes())).collect();
-    entries.extend(binary_data.iter().map(|(k, v)| {
-        let encoded = Zeroizing::new(BASE64.encode(&v.0));
-        entry(k, encoded.as_bytes())
-    }));
-    sha1_of_sorted(entries)
+    sha1_of(&sorted(configmap_entries(data, binary_data)))
 }
 
 /// The value of [`LAST_RELOADED_FROM`]: which resource caused the last reload. Fields are in

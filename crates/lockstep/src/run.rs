@@ -49,6 +49,13 @@ pub struct RunArgs {
     /// Treat every workload as `reloader.stakater.com/auto: "true"` unless it says "false".
     #[arg(long)]
     auto_reload_all: bool,
+    /// Namespace of the Secret holding the reload hash key: Lockstep's own namespace (the
+    /// watched namespace when unset).
+    #[arg(long, env = "POD_NAMESPACE")]
+    reload_key_namespace: Option<String>,
+    /// Name of the Secret holding the reload hash key (created once when missing).
+    #[arg(long, default_value = lockstep_controller::reload::key::DEFAULT_NAME)]
+    reload_key_name: String,
 }
 
 /// Reloader's reload strategies.
@@ -83,6 +90,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 ReloadStrategy::Annotations => lockstep_controller::reload::Strategy::Annotations,
             },
             auto_reload_all: args.auto_reload_all,
+            key_namespace: args.reload_key_namespace,
+            key_name: args.reload_key_name,
             ..Default::default()
         },
         ..Config::default()

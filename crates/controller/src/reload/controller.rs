@@ -20,7 +20,8 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use lockstep_api::reloader::{self, ResourceKind};
+use lockstep_api::reload_hash::{self, ContentHashes, HashKey};
+use lockstep_api::reloader::ResourceKind;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -143,8 +144,10 @@ pub struct Shared {
     secrets: Store<PartialObjectMeta<Secret>>,
     config_maps: Store<PartialObjectMeta<ConfigMap>>,
     index: Mutex<Index>,
-    /// Hash of each resource's data at a resourceVersion, so data is read only when it moved.
-    hashes: Mutex<HashMap<ResourceKey, (String, String)>>,
+    /// The key of the keyed hash.
+    key: HashKey,
+    /// Hashes of each resource's data at a resourceVersion, so data is read only when it moved.
+    hashes: Mutex<HashMap<ResourceKey, (String, ContentHashes)>>,
 }
 
 impl Shared {
@@ -189,8 +192,8 @@ impl Shared {
         }
     }
 
-    /// The hash of the resource's data at `rv`: cached, or read and hashed now.
-    async fn hash(&self, key: &ResourceKey, rv: &str) -> Result<Option<String>, Error> {
+    /// The hashes of the resource's data at `rv`: cached, or read and hashed now.
+    async fn hash(&self, key: &ResourceKey, rv: &str) -> Result<Option<ContentHashes>, Error> {
         if let Some((cached_rv, hash)) = self.hashes.lock().expect("hash cache lock").get(key)
             && cached_rv == rv
         {
@@ -203,7 +206,7 @@ impl Shared {
                 let Some(s) = Api::<Secret>::namespaced(client, ns).get_opt(name).await? else {
                     return Ok(None);
                 };
-                let hash = reloader::secret_hash(&s.data.unwrap_or_default());
+                let hash = reload_hash::secret_hashes(&s.data.unwrap_or_default(), &self.key);
                 (s.metadata.resource_version.unwrap_or_default(), hash)
             }
             ResourceKind::ConfigMap => {
@@ -213,9 +216,10 @@ impl Shared {
                 else {
                     return Ok(None);
                 };
-                let hash = reloader::configmap_hash(
+                let hash = reload_hash::configmap_hashes(
                     &c.data.unwrap_or_default(),
                     &c.binary_data.unwrap_or_default(),
+                    &self.key,
                 );
                 (c.metadata.resource_version.unwrap_or_default(), hash)
             }
@@ -309,13 +313,13 @@ async fn reconcile<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Acti
         else {
             continue;
         };
-        let Some(hash) = shared.hash(&(kind, ns.clone(), rname.clone()), &rv).await? else {
+        let Some(hashes) = shared.hash(&(kind, ns.clone(), rname.clone()), &rv).await? else {
             continue;
         };
         observed.push(Observed {
             kind,
             name: rname,
-            hash,
+            hashes,
             container,
         });
     }
@@ -328,6 +332,7 @@ async fn reconcile<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Acti
             spec,
         },
         &observed,
+        &shared.key,
         config.strategy,
         now(),
     );
@@ -474,11 +479,41 @@ async fn run_kind<K: Workload>(
     .await;
 }
 
+/// Reads or creates the hash key, retrying until it succeeds or `shutdown` completes.
+async fn hash_key(ctx: &Context, shutdown: crate::shutdown::Signal) -> Option<HashKey> {
+    let config = &ctx.config.reload;
+    let namespace = config
+        .key_namespace
+        .clone()
+        .or_else(|| ctx.config.namespace.clone())
+        .unwrap_or_else(|| "default".to_owned());
+    let attempt = async {
+        let mut delay = Duration::from_millis(500);
+        loop {
+            match super::key::ensure(&ctx.client, &namespace, &config.key_name).await {
+                Ok(key) => return key,
+                Err(e) => {
+                    tracing::error!(namespace = %namespace, name = %config.key_name, error = %e, "cannot read or create the reload hash key; nothing is rolled until it can");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    };
+    tokio::select! {
+        key = attempt => Some(key),
+        () = shutdown => None,
+    }
+}
+
 /// Runs the reload controller until `shutdown` completes.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let shutdown = crate::shutdown::signal(shutdown);
     let client = ctx.client.clone();
     let ns = ctx.config.namespace.clone();
+    let Some(key) = hash_key(&ctx, shutdown.clone()).await else {
+        return;
+    };
     let (secrets, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
     let (config_maps, cm_writer) = reflector::store::<PartialObjectMeta<ConfigMap>>();
     let reporter = Reporter {
@@ -491,6 +526,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         secrets,
         config_maps,
         index: Mutex::default(),
+        key,
         hashes: Mutex::default(),
     });
     let (dep_tx, dep_rx) = mpsc::unbounded();

@@ -3,6 +3,7 @@
 
 mod controller;
 pub mod decide;
+pub mod key;
 pub mod patch;
 pub mod refs;
 
@@ -25,6 +26,11 @@ pub struct ReloadConfig {
     /// How long a workload waits after a trigger before it is reconciled, so that a Secret and a
     /// ConfigMap changed together roll it once.
     pub debounce: Duration,
+    /// The namespace of the Secret holding the reload hash key (Lockstep's own namespace);
+    /// `None`: the watched namespace, else `default`.
+    pub key_namespace: Option<String>,
+    /// The name of that Secret.
+    pub key_name: String,
 }
 
 impl Default for ReloadConfig {
@@ -35,6 +41,8 @@ impl Default for ReloadConfig {
             auto_reload_all: false,
             ignored_workload_kinds: Vec::new(),
             debounce: Duration::from_millis(200),
+            key_namespace: None,
+            key_name: key::DEFAULT_NAME.to_owned(),
         }
     }
 }

@@ -5,14 +5,17 @@
 //! For each resource, the baseline is Lockstep's recorded hash ([`LOCKSTEP_HASHES`]), else the
 //! value Reloader left in the workload (its `STAKATER_<NAME>_<TYPE>` env var, or its
 //! `last-reloaded-from` annotation when that names this resource), else the current hash (first
-//! sight: recorded, nothing rolls). Only a current hash that differs from the baseline rolls the
-//! workload, so the same content never rolls twice and a restart of Lockstep rolls nothing.
+//! sight: recorded, nothing rolls). Only a baseline that is the hash of other content rolls the
+//! workload (see [`compare`]), so the same content never rolls twice, a restart of Lockstep
+//! rolls nothing, and a value made under an unknown key is re-recorded without a rollout. What
+//! Lockstep writes is its keyed hash, never Reloader's SHA-1.
 //! Everything that changed is written in one patch: one rollout for a Secret and a ConfigMap
 //! changed together.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::PodSpec;
+use lockstep_api::reload_hash::{Comparison, ContentHashes, HashKey, compare};
 use lockstep_api::reloader::{
     self, LAST_RELOADED_FROM, LOCKSTEP_HASHES, ReloadSource, ResourceKind,
 };
@@ -37,8 +40,8 @@ pub struct Observed {
     pub kind: ResourceKind,
     /// Its name.
     pub name: String,
-    /// The hash of its data now.
-    pub hash: String,
+    /// The hashes of its data now.
+    pub hashes: ContentHashes,
     /// The container a reload is attributed to.
     pub container: String,
 }
@@ -97,9 +100,15 @@ pub fn reloader_value(workload: &Workload<'_>, kind: ResourceKind, name: &str) -
     })
 }
 
-/// The patch for `observed` (every resource the workload reloads on, with its current hash),
-/// written with `strategy`; `now` is the unix time for `observedAt`.
-pub fn plan(workload: &Workload<'_>, observed: &[Observed], strategy: Strategy, now: i64) -> Plan {
+/// The patch for `observed` (every resource the workload reloads on, with its current hashes
+/// under `key`), written with `strategy`; `now` is the unix time for `observedAt`.
+pub fn plan(
+    workload: &Workload<'_>,
+    observed: &[Observed],
+    hash_key: &HashKey,
+    strategy: Strategy,
+    now: i64,
+) -> Plan {
     let before = recorded(workload.annotations);
     let mut after = BTreeMap::new();
     let mut rolled = Vec::new();
@@ -109,10 +118,10 @@ pub fn plan(workload: &Workload<'_>, observed: &[Observed], strategy: Strategy, 
             .get(&k)
             .cloned()
             .or_else(|| reloader_value(workload, o.kind, &o.name));
-        if baseline.as_deref().is_some_and(|b| b != o.hash) {
+        if baseline.is_some_and(|b| compare(&b, &o.hashes, hash_key) == Comparison::Changed) {
             rolled.push((o.kind, o.name.clone(), o.container.clone()));
         }
-        after.insert(k, o.hash.clone());
+        after.insert(k, o.hashes.keyed.clone());
     }
     let hashes_text = serde_json::to_string(&after).expect("a map of strings serializes");
     let current_text = workload.annotations.and_then(|a| a.get(LOCKSTEP_HASHES));
@@ -147,7 +156,7 @@ fn template_patch(
         observed
             .iter()
             .find(|o| o.kind == kind && o.name == name)
-            .map(|o| o.hash.clone())
+            .map(|o| o.hashes.keyed.clone())
             .unwrap_or_default()
     };
     match strategy {
@@ -201,17 +210,43 @@ mod tests {
         serde_json::from_value(json!({
             "containers": [
                 {"name": "app", "image": "x"},
-                {"name": "side", "image": "x", "env": [{"name": "STAKATER_DB_SECRET", "value": "old"}]}
+                {"name": "side", "image": "x", "env": [{"name": "STAKATER_DB_SECRET", "value": h("old").sha1}]}
             ]
         }))
         .unwrap()
     }
 
-    fn obs(kind: ResourceKind, name: &str, hash: &str) -> Observed {
+    fn key() -> HashKey {
+        HashKey::new(&[5; 32]).unwrap()
+    }
+
+    /// The hashes of a resource whose one value is `v`.
+    fn h(v: &str) -> ContentHashes {
+        let data = [(
+            "k".to_owned(),
+            k8s_openapi::ByteString(v.as_bytes().to_vec()),
+        )]
+        .into();
+        lockstep_api::reload_hash::secret_hashes(&data, &key())
+    }
+
+    fn keyed(v: &str) -> String {
+        h(v).keyed
+    }
+
+    fn recorded_json(pairs: &[(&str, &str)]) -> String {
+        let m: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), keyed(v)))
+            .collect();
+        serde_json::to_string(&m).unwrap()
+    }
+
+    fn obs(kind: ResourceKind, name: &str, v: &str) -> Observed {
         Observed {
             kind,
             name: name.into(),
-            hash: hash.into(),
+            hashes: h(v),
             container: "app".into(),
         }
     }
@@ -235,20 +270,24 @@ mod tests {
         let p = plan(
             &w,
             &[obs(ResourceKind::Secret, "cfg", "h1")],
+            &key(),
             Strategy::EnvVars,
             0,
         );
         assert!(p.rolled.is_empty());
         assert_eq!(
             p.patch,
-            Some(json!({"metadata": {"annotations": {LOCKSTEP_HASHES: r#"{"secret/cfg":"h1"}"#}}}))
+            Some(
+                json!({"metadata": {"annotations": {LOCKSTEP_HASHES: recorded_json(&[("secret/cfg", "h1")])}}})
+            )
         );
     }
 
     #[test]
     fn same_hash_writes_nothing_and_a_new_one_rolls_once() {
         let spec = spec();
-        let a = annotations(&[(LOCKSTEP_HASHES, r#"{"secret/cfg":"h1"}"#)]);
+        let text = recorded_json(&[("secret/cfg", "h1")]);
+        let a = annotations(&[(LOCKSTEP_HASHES, &text)]);
         let w = Workload {
             namespace: "ns",
             annotations: Some(&a),
@@ -259,6 +298,7 @@ mod tests {
             plan(
                 &w,
                 &[obs(ResourceKind::Secret, "cfg", "h1")],
+                &key(),
                 Strategy::EnvVars,
                 0
             ),
@@ -267,19 +307,20 @@ mod tests {
         let p = plan(
             &w,
             &[obs(ResourceKind::Secret, "cfg", "h2")],
+            &key(),
             Strategy::EnvVars,
             0,
         );
         assert_eq!(
             p.rolled,
-            vec![(ResourceKind::Secret, "cfg".into(), "h2".into())]
+            vec![(ResourceKind::Secret, "cfg".into(), keyed("h2"))]
         );
         assert_eq!(
             p.patch,
             Some(json!({
-                "metadata": {"annotations": {LOCKSTEP_HASHES: r#"{"secret/cfg":"h2"}"#}},
+                "metadata": {"annotations": {LOCKSTEP_HASHES: recorded_json(&[("secret/cfg", "h2")])}},
                 "spec": {"template": {"spec": {"containers": [
-                    {"name": "app", "env": [{"name": "STAKATER_CFG_SECRET", "value": "h2"}]}
+                    {"name": "app", "env": [{"name": "STAKATER_CFG_SECRET", "value": keyed("h2")}]}
                 ]}}}
             }))
         );
@@ -298,6 +339,7 @@ mod tests {
         let p = plan(
             &w,
             &[obs(ResourceKind::Secret, "db", "old")],
+            &key(),
             Strategy::EnvVars,
             0,
         );
@@ -306,23 +348,25 @@ mod tests {
         let p = plan(
             &w,
             &[obs(ResourceKind::Secret, "db", "new")],
+            &key(),
             Strategy::EnvVars,
             0,
         );
         assert_eq!(p.rolled.len(), 1);
         assert_eq!(
             p.patch.unwrap()["spec"]["template"]["spec"]["containers"],
-            json!([{"name": "side", "env": [{"name": "STAKATER_DB_SECRET", "value": "new"}]}])
+            json!([{"name": "side", "env": [{"name": "STAKATER_DB_SECRET", "value": keyed("new")}]}])
         );
     }
 
     #[test]
     fn reloader_annotation_is_the_baseline_for_the_resource_it_names() {
         let spec = spec();
-        let pod = annotations(&[(
-            LAST_RELOADED_FROM,
-            r#"{"type":"CONFIGMAP","name":"cm","namespace":"ns","hash":"hc","containerRefs":["app"],"observedAt":1}"#,
-        )]);
+        let from = format!(
+            r#"{{"type":"CONFIGMAP","name":"cm","namespace":"ns","hash":"{}","containerRefs":["app"],"observedAt":1}}"#,
+            h("hc").sha1
+        );
+        let pod = annotations(&[(LAST_RELOADED_FROM, &from)]);
         let w = Workload {
             namespace: "ns",
             annotations: None,
@@ -333,6 +377,7 @@ mod tests {
             plan(
                 &w,
                 &[obs(ResourceKind::ConfigMap, "cm", "hc")],
+                &key(),
                 Strategy::Annotations,
                 5
             )
@@ -344,6 +389,7 @@ mod tests {
             plan(
                 &w,
                 &[obs(ResourceKind::Secret, "cm", "zz")],
+                &key(),
                 Strategy::Annotations,
                 5
             )
@@ -353,6 +399,7 @@ mod tests {
         let p = plan(
             &w,
             &[obs(ResourceKind::ConfigMap, "cm", "h2")],
+            &key(),
             Strategy::Annotations,
             5,
         );
@@ -363,14 +410,18 @@ mod tests {
             .to_owned();
         assert_eq!(
             text,
-            r#"{"type":"CONFIGMAP","name":"cm","namespace":"ns","hash":"h2","containerRefs":["app"],"observedAt":5}"#
+            format!(
+                r#"{{"type":"CONFIGMAP","name":"cm","namespace":"ns","hash":"{}","containerRefs":["app"],"observedAt":5}}"#,
+                keyed("h2")
+            )
         );
     }
 
     #[test]
     fn two_changes_make_one_patch() {
         let spec = spec();
-        let a = annotations(&[(LOCKSTEP_HASHES, r#"{"configmap/c":"1","secret/s":"1"}"#)]);
+        let text = recorded_json(&[("configmap/c", "1"), ("secret/s", "1")]);
+        let a = annotations(&[(LOCKSTEP_HASHES, &text)]);
         let w = Workload {
             namespace: "ns",
             annotations: Some(&a),
@@ -383,11 +434,67 @@ mod tests {
                 obs(ResourceKind::Secret, "s", "2"),
                 obs(ResourceKind::ConfigMap, "c", "2"),
             ],
+            &key(),
             Strategy::EnvVars,
             0,
         );
         assert_eq!(p.rolled.len(), 2);
         let env = &p.patch.unwrap()["spec"]["template"]["spec"]["containers"][0]["env"];
         assert_eq!(env.as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_value_under_an_unknown_key_is_re_recorded_without_a_rollout() {
+        let spec = spec();
+        let other = HashKey::new(&[6; 32]).unwrap();
+        let data = [("k".to_owned(), k8s_openapi::ByteString(b"old".to_vec()))].into();
+        let foreign = lockstep_api::reload_hash::secret_hashes(&data, &other).keyed;
+        let text = serde_json::to_string(&BTreeMap::from([("secret/s", foreign)])).unwrap();
+        let a = annotations(&[(LOCKSTEP_HASHES, &text)]);
+        let w = Workload {
+            namespace: "ns",
+            annotations: Some(&a),
+            pod_annotations: None,
+            spec: &spec,
+        };
+        // The content changed too, but the old value cannot say so: recorded, nothing rolls.
+        let p = plan(
+            &w,
+            &[obs(ResourceKind::Secret, "s", "new")],
+            &key(),
+            Strategy::EnvVars,
+            0,
+        );
+        assert!(p.rolled.is_empty());
+        assert_eq!(
+            p.patch,
+            Some(
+                json!({"metadata": {"annotations": {LOCKSTEP_HASHES: recorded_json(&[("secret/s", "new")])}}})
+            )
+        );
+    }
+
+    #[test]
+    fn a_reloader_sha1_is_replaced_by_the_keyed_hash_at_the_next_change() {
+        let spec = spec();
+        let w = Workload {
+            namespace: "ns",
+            annotations: None,
+            pod_annotations: None,
+            spec: &spec,
+        };
+        let p = plan(
+            &w,
+            &[obs(ResourceKind::Secret, "db", "new")],
+            &key(),
+            Strategy::EnvVars,
+            0,
+        );
+        let text = serde_json::to_string(&p.patch).unwrap();
+        assert!(text.contains(&keyed("new")));
+        assert!(
+            !text.contains(&h("new").sha1),
+            "no SHA-1 of the data is written"
+        );
     }
 }

@@ -6,5 +6,6 @@ mod api;
 mod binary;
 mod providers;
 mod reload;
+mod reload_key;
 mod smoke;
 mod sync;
