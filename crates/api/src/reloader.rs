@@ -179,6 +179,14 @@ pub(crate) fn configmap_entries(
     entries
 }
 
+/// The text whose SHA-1 Reloader's `annotations` strategy writes for a deleted resource.
+pub const DELETE_MARKER: &str = "__RELOADER_EMPTY_DELETE_MARKER__";
+
+/// Reloader's hash for a deleted resource: the lowercase hex SHA-1 of [`DELETE_MARKER`].
+pub fn deleted_hash() -> String {
+    sha1_of(&[Zeroizing::new(DELETE_MARKER.as_bytes().to_vec())])
+}
+
 /// Reloader's hash of a Secret's `data`: lowercase hex SHA-1 of the sorted `key=<bytes>`
 /// strings joined with `;`.
 pub fn secret_hash(data: &BTreeMap<String, ByteString>) -> String {
@@ -228,6 +236,12 @@ mod tests {
     fn sha1_hex(s: &[u8]) -> String {
         let d = Sha1::digest(s);
         d.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn deleted_hash_is_the_sha1_of_the_marker() {
+        assert_eq!(deleted_hash(), sha1_hex(DELETE_MARKER.as_bytes()));
+        assert_eq!(deleted_hash(), "aae45badef99284e4dae01d6046154ea9d99532f");
     }
 
     #[test]

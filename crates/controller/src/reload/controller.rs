@@ -2,11 +2,11 @@
 //! the workloads that use each, and one kube-runtime controller per workload kind that compares
 //! hashes with the workload's recorded baseline and patches its pod template.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt::Debug;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use futures::channel::mpsc;
@@ -18,7 +18,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, controller};
 use kube::{Api, Client, Resource, ResourceExt};
 use lockstep_api::reload_hash::{self, ContentHashes, HashKey};
 use lockstep_api::reloader::ResourceKind;
@@ -27,7 +27,7 @@ use serde::de::DeserializeOwned;
 
 use super::decide::{self, Decision, Input};
 use super::patch::{self, Observed};
-use super::refs;
+use super::{refs, scope};
 use crate::context::Context;
 use crate::error::Error;
 
@@ -146,6 +146,10 @@ pub struct Shared {
     index: Mutex<Index>,
     /// The key of the keyed hash.
     key: HashKey,
+    /// The namespaces `--namespace-selector` selects, when it is set.
+    selection: Option<scope::Selection>,
+    /// When each namespace's recent rollouts happened, for the per-namespace rate limit.
+    rollouts: Mutex<HashMap<String, VecDeque<Instant>>>,
     /// Hashes of each resource's data at a resourceVersion, so data is read only when it moved.
     hashes: Mutex<HashMap<ResourceKey, (String, ContentHashes)>>,
 }
@@ -240,8 +244,13 @@ fn now() -> i64 {
 }
 
 async fn reconcile<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Action, Error> {
-    let _ = shared.secrets.wait_until_ready().await;
-    let _ = shared.config_maps.wait_until_ready().await;
+    let ignored = &shared.ctx.config.reload.ignored_resources;
+    if !ignored.contains(&ResourceKind::Secret) {
+        let _ = shared.secrets.wait_until_ready().await;
+    }
+    if !ignored.contains(&ResourceKind::ConfigMap) {
+        let _ = shared.config_maps.wait_until_ready().await;
+    }
     let ns = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
     let wkey: WorkloadKey = (K::KIND, ns.clone(), name.clone());
@@ -264,7 +273,9 @@ async fn reconcile<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Acti
     let mut index_named = Vec::new();
     let mut candidates: BTreeSet<(ResourceKind, String)> = BTreeSet::new();
     for kind in [ResourceKind::Secret, ResourceKind::ConfigMap] {
-        if !decide::opted_in(annotations, pod_annotations, kind, &options) {
+        if config.ignored_resources.contains(&kind)
+            || !decide::opted_in(annotations, pod_annotations, kind, &options)
+        {
             continue;
         }
         for (k, n) in referenced.iter().filter(|(k, _)| *k == kind) {
@@ -292,9 +303,7 @@ async fn reconcile<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Acti
 
     let mut observed = Vec::new();
     for (kind, rname) in candidates {
-        let Some((rv, resource_annotations)) = shared.metadata(kind, &ns, &rname) else {
-            continue;
-        };
+        let meta = shared.metadata(kind, &ns, &rname);
         let decision = decide::decide(
             &Input {
                 workload_kind: K::KIND,
@@ -302,7 +311,7 @@ async fn reconcile<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Acti
                 pod_template: pod_annotations,
                 kind,
                 name: &rname,
-                resource: Some(&resource_annotations),
+                resource: meta.as_ref().map(|(_, a)| a),
             },
             &options,
         );
@@ -313,8 +322,11 @@ async fn reconcile<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Acti
         else {
             continue;
         };
-        let Some(hashes) = shared.hash(&(kind, ns.clone(), rname.clone()), &rv).await? else {
-            continue;
+        // A referenced resource that does not exist is observed as absent, so its creation or
+        // deletion can be acted on (`--reload-on-create`, `--reload-on-delete`).
+        let hashes = match meta {
+            Some((rv, _)) => shared.hash(&(kind, ns.clone(), rname.clone()), &rv).await?,
+            None => None,
         };
         observed.push(Observed {
             kind,
@@ -334,11 +346,27 @@ async fn reconcile<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Acti
         &observed,
         &shared.key,
         config.strategy,
+        patch::Events {
+            on_create: config.reload_on_create,
+            on_delete: config.reload_on_delete,
+        },
         now(),
     );
     let Some(mut body) = plan.patch else {
         return Ok(Action::await_change());
     };
+    // Outside the namespace selection, workloads are indexed (so a namespace selected later is
+    // acted on at once) but never written.
+    if !scope::selected(shared.selection.as_ref(), &ns) {
+        return Ok(Action::await_change());
+    }
+    if !plan.rolled.is_empty()
+        && let Some(wait) = shared.rollout_slot(&ns)
+    {
+        tracing::warn!(kind = K::KIND, namespace = %ns, name = %name, wait_ms = wait.as_millis(), "rollout rate limit reached in the namespace; the rollout waits");
+        shared.ctx.metrics.reload_rate_limited();
+        return Ok(Action::requeue(wait));
+    }
     // Only on top of the version decided from: a stale cache gives a conflict and a retry,
     // never a second rollout for the same content.
     body["metadata"]["resourceVersion"] = serde_json::json!(obj.resource_version());
@@ -460,7 +488,7 @@ async fn run_kind<K: Workload>(
     let debounce = shared.ctx.config.reload.debounce;
     Controller::new(
         api::<K>(&shared.ctx.client, ns.as_deref()),
-        watcher::Config::default().any_semantic(),
+        scope::workload_watch(&shared.ctx.config.reload),
     )
     .reconcile_on(trigger)
     .with_config(controller::Config::default().debounce(debounce))
@@ -477,6 +505,30 @@ async fn run_kind<K: Workload>(
         }
     })
     .await;
+}
+
+impl Shared {
+    /// Takes a rollout slot in `namespace`: `None` when one is free (and now taken), else how
+    /// long until one frees up.
+    fn rollout_slot(&self, namespace: &str) -> Option<Duration> {
+        const WINDOW: Duration = Duration::from_secs(60);
+        let limit = self.ctx.config.reload.max_rollouts_per_namespace_per_minute as usize;
+        let now = Instant::now();
+        let mut all = self.rollouts.lock().expect("rollouts lock");
+        let recent = all.entry(namespace.to_owned()).or_default();
+        while recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+        {
+            recent.pop_front();
+        }
+        if recent.len() < limit {
+            recent.push_back(now);
+            return None;
+        }
+        let oldest = *recent.front().expect("a full window is not empty");
+        Some(WINDOW.saturating_sub(now.duration_since(oldest)) + Duration::from_millis(50))
+    }
 }
 
 /// Reads or creates the hash key, retrying until it succeeds or `shutdown` completes.
@@ -520,6 +572,17 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         controller: "reloader".into(),
         instance: std::env::var("POD_NAME").ok(),
     };
+    let reload = &ctx.config.reload;
+    let (selection, follow) = match reload.namespace_selector.clone() {
+        Some(selector) => {
+            let (selection, task) =
+                scope::follow_selection(client.clone(), selector, shutdown.clone());
+            (Some(selection), futures::FutureExt::boxed(task))
+        }
+        None => (None, futures::FutureExt::boxed(futures::future::ready(()))),
+    };
+    let resource_watch = scope::resource_watch(reload);
+    let ignored = reload.ignored_resources.clone();
     let shared = Arc::new(Shared {
         recorder: Recorder::new(client.clone(), reporter),
         ctx,
@@ -527,6 +590,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         config_maps,
         index: Mutex::default(),
         key,
+        selection: selection.clone(),
+        rollouts: Mutex::default(),
         hashes: Mutex::default(),
     });
     let (dep_tx, dep_rx) = mpsc::unbounded();
@@ -537,16 +602,18 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let secret_events = {
         let shared = shared.clone();
         let senders = senders.clone();
+        let skip = ignored.contains(&ResourceKind::Secret);
         reflector::reflector(
             secret_writer,
-            watcher(
+            scope::metadata_events(
                 api::<PartialObjectMeta<Secret>>(&client, ns.as_deref()),
-                watcher::Config::default().any_semantic(),
-            )
-            .default_backoff(),
+                resource_watch.clone(),
+                selection.clone(),
+            ),
         )
         .touched_objects()
         .take_until(shutdown.clone())
+        .take_while(move |_| futures::future::ready(!skip))
         .for_each(move |o| {
             if let Ok(o) = o {
                 let key = (
@@ -562,16 +629,18 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let cm_events = {
         let shared = shared.clone();
         let senders = senders.clone();
+        let skip = ignored.contains(&ResourceKind::ConfigMap);
         reflector::reflector(
             cm_writer,
-            watcher(
+            scope::metadata_events(
                 api::<PartialObjectMeta<ConfigMap>>(&client, ns.as_deref()),
-                watcher::Config::default().any_semantic(),
-            )
-            .default_backoff(),
+                resource_watch,
+                selection,
+            ),
         )
         .touched_objects()
         .take_until(shutdown.clone())
+        .take_while(move |_| futures::future::ready(!skip))
         .for_each(move |o| {
             if let Ok(o) = o {
                 let key = (
@@ -586,6 +655,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     };
     drop(senders);
     tokio::join!(
+        follow,
         secret_events,
         cm_events,
         run_kind::<Deployment>(shared.clone(), dep_rx, shutdown.clone()),

@@ -6,6 +6,7 @@ pub mod decide;
 pub mod key;
 pub mod patch;
 pub mod refs;
+mod scope;
 
 use std::time::Duration;
 
@@ -31,6 +32,25 @@ pub struct ReloadConfig {
     pub key_namespace: Option<String>,
     /// The name of that Secret.
     pub key_name: String,
+    /// `--reload-on-create`: a referenced Secret/ConfigMap created after the workload was seen
+    /// without it rolls the workload.
+    pub reload_on_create: bool,
+    /// `--reload-on-delete`: a referenced Secret/ConfigMap deleted rolls the workload.
+    pub reload_on_delete: bool,
+    /// `--resources-to-ignore`: kinds that never roll anything (and are not watched).
+    pub ignored_resources: Vec<lockstep_api::reloader::ResourceKind>,
+    /// `--namespaces-to-ignore`: excluded at the watch (a field selector), so nothing of theirs
+    /// is cached.
+    pub namespaces_to_ignore: Vec<String>,
+    /// `--namespace-selector`: only namespaces whose labels match; Secrets and ConfigMaps of other
+    /// namespaces are dropped before they reach the cache.
+    pub namespace_selector: Option<String>,
+    /// `--resource-label-selector`: only Secrets/ConfigMaps with matching labels, selected by the
+    /// apiserver at the watch.
+    pub resource_label_selector: Option<String>,
+    /// Rollouts allowed per namespace per minute: a Secret rewritten in a loop cannot create
+    /// thousands of ReplicaSets. Further rollouts wait for the window.
+    pub max_rollouts_per_namespace_per_minute: u32,
 }
 
 impl Default for ReloadConfig {
@@ -43,6 +63,13 @@ impl Default for ReloadConfig {
             debounce: Duration::from_millis(200),
             key_namespace: None,
             key_name: key::DEFAULT_NAME.to_owned(),
+            reload_on_create: false,
+            reload_on_delete: false,
+            ignored_resources: Vec::new(),
+            namespaces_to_ignore: Vec::new(),
+            namespace_selector: None,
+            resource_label_selector: None,
+            max_rollouts_per_namespace_per_minute: 60,
         }
     }
 }

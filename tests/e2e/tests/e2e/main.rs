@@ -7,5 +7,6 @@ mod binary;
 mod providers;
 mod reload;
 mod reload_key;
+mod reload_scope;
 mod smoke;
 mod sync;
