@@ -8,5 +8,6 @@ mod providers;
 mod reload;
 mod reload_key;
 mod reload_scope;
+mod reload_sync;
 mod smoke;
 mod sync;
