@@ -49,6 +49,29 @@ pub struct RunArgs {
     /// Treat every workload as `reloader.stakater.com/auto: "true"` unless it says "false".
     #[arg(long)]
     auto_reload_all: bool,
+    /// Workload kinds never reloaded, nor watched (Reloader's `--ignored-workload-types`):
+    /// `jobs`, `cronjobs`, or both, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    ignored_workload_types: Vec<WorkloadType>,
+}
+
+/// The workload kinds `--ignored-workload-types` can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum WorkloadType {
+    /// Jobs (re-created on a reload).
+    Jobs,
+    /// CronJobs (a Job created from them on a reload).
+    Cronjobs,
+}
+
+impl WorkloadType {
+    /// The kind, as the reload controller names it.
+    fn kind(self) -> &'static str {
+        match self {
+            Self::Jobs => "Job",
+            Self::Cronjobs => "CronJob",
+        }
+    }
 }
 
 /// Reloader's reload strategies.
@@ -83,6 +106,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 ReloadStrategy::Annotations => lockstep_controller::reload::Strategy::Annotations,
             },
             auto_reload_all: args.auto_reload_all,
+            ignored_workload_kinds: args
+                .ignored_workload_types
+                .iter()
+                .map(|t| t.kind().to_owned())
+                .collect(),
             ..Default::default()
         },
         ..Config::default()
@@ -182,5 +210,42 @@ async fn readyz(State(state): State<AppState>) -> StatusCode {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    #[test]
+    fn reload_ignored_workload_types_takes_reloaders_values() {
+        let parsed = Cmd::try_parse_from(["x", "--ignored-workload-types", "jobs,cronjobs"])
+            .expect("both values");
+        let kinds: Vec<_> = parsed
+            .run
+            .ignored_workload_types
+            .iter()
+            .map(|t| t.kind())
+            .collect();
+        assert_eq!(kinds, ["Job", "CronJob"]);
+        let parsed = Cmd::try_parse_from(["x", "--ignored-workload-types=cronjobs"]).expect("one");
+        assert_eq!(parsed.run.ignored_workload_types, [WorkloadType::Cronjobs]);
+        assert!(
+            Cmd::try_parse_from(["x"])
+                .unwrap()
+                .run
+                .ignored_workload_types
+                .is_empty()
+        );
+        // Reloader refuses anything else, and so does Lockstep.
+        assert!(Cmd::try_parse_from(["x", "--ignored-workload-types", "deployments"]).is_err());
     }
 }
