@@ -55,6 +55,11 @@ pub const ENV_PREFIX: &str = "STAKATER_";
 /// object's data when Lockstep last acted on it (the baseline a later change is compared with).
 pub const LOCKSTEP_HASHES: &str = "reload.lockstep.dev/hashes";
 
+/// Lockstep's annotation on a Job it created from a CronJob for a reload: the CronJob's
+/// [`LOCKSTEP_HASHES`] the Job was made for, so that a retry never makes a second Job for the
+/// same change.
+pub const JOB_SOURCE_HASHES: &str = "reload.lockstep.dev/source-hashes";
+
 /// The kinds of object whose changes roll workloads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ResourceKind {

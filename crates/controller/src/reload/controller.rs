@@ -1,19 +1,21 @@
 //! The reload controller proper: metadata-only watches of Secrets and ConfigMaps, an index of
 //! the workloads that use each, and one kube-runtime controller per workload kind that compares
-//! hashes with the workload's recorded baseline and patches its pod template.
+//! hashes with the workload's recorded baseline and applies the planned change the way its kind
+//! is rolled ([`super::kinds`]).
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
-use std::fmt::Debug;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures::FutureExt;
 use futures::StreamExt;
 use futures::channel::mpsc;
+use futures::future::BoxFuture;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, PodTemplateSpec, Secret};
-use kube::api::{Patch, PatchParams};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -22,55 +24,13 @@ use kube::runtime::{Controller, WatchStreamExt, controller};
 use kube::{Api, Client, Resource, ResourceExt};
 use lockstep_api::reload_hash::{self, ContentHashes, HashKey};
 use lockstep_api::reloader::ResourceKind;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use super::decide::{self, Decision, Input};
+use super::kinds::{self, Applied, Change, Rollout, Workload};
 use super::patch::{self, Observed};
 use super::{refs, scope};
 use crate::context::Context;
 use crate::error::Error;
-
-/// The field manager of Lockstep's workload patches.
-pub const FIELD_MANAGER: &str = "lockstep-reloader";
-
-/// A workload kind Lockstep rolls by changing its pod template.
-pub trait Workload:
-    Resource<DynamicType = (), Scope = NamespaceResourceScope>
-    + Clone
-    + Debug
-    + DeserializeOwned
-    + Serialize
-    + Send
-    + Sync
-    + 'static
-{
-    /// The kind's name, as Reloader names it.
-    const KIND: &'static str;
-    /// The pod template.
-    fn template(&self) -> Option<&PodTemplateSpec>;
-}
-
-impl Workload for Deployment {
-    const KIND: &'static str = "Deployment";
-    fn template(&self) -> Option<&PodTemplateSpec> {
-        self.spec.as_ref().map(|s| &s.template)
-    }
-}
-
-impl Workload for StatefulSet {
-    const KIND: &'static str = "StatefulSet";
-    fn template(&self) -> Option<&PodTemplateSpec> {
-        self.spec.as_ref().map(|s| &s.template)
-    }
-}
-
-impl Workload for DaemonSet {
-    const KIND: &'static str = "DaemonSet";
-    fn template(&self) -> Option<&PodTemplateSpec> {
-        self.spec.as_ref().map(|s| &s.template)
-    }
-}
 
 type ResourceKey = (ResourceKind, String, String);
 type WorkloadKey = (&'static str, String, String);
@@ -244,6 +204,14 @@ fn now() -> i64 {
 }
 
 async fn reconcile<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Action, Error> {
+    // Work due on the workload itself (a Deployment paused for a reload is resumed on time),
+    // then the reload proper.
+    let due = K::maintain(&shared.ctx.client, obj.as_ref(), now()).await?;
+    let action = reload(obj, shared).await?;
+    Ok(due.map_or(action, Action::requeue))
+}
+
+async fn reload<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Action, Error> {
     let ignored = &shared.ctx.config.reload.ignored_resources;
     if !ignored.contains(&ResourceKind::Secret) {
         let _ = shared.secrets.wait_until_ready().await;
@@ -352,7 +320,7 @@ async fn reconcile<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Acti
         },
         now(),
     );
-    let Some(mut body) = plan.patch else {
+    let Some(body) = plan.patch else {
         return Ok(Action::await_change());
     };
     // Outside the namespace selection, workloads are indexed (so a namespace selected later is
@@ -367,20 +335,12 @@ async fn reconcile<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Acti
         shared.ctx.metrics.reload_rate_limited();
         return Ok(Action::requeue(wait));
     }
-    // Only on top of the version decided from: a stale cache gives a conflict and a retry,
-    // never a second rollout for the same content.
-    body["metadata"]["resourceVersion"] = serde_json::json!(obj.resource_version());
-    let api = Api::<K>::namespaced(shared.ctx.client.clone(), &ns);
-    let result = api
-        .patch(
-            &name,
-            &PatchParams {
-                field_manager: Some(FIELD_MANAGER.to_owned()),
-                ..PatchParams::default()
-            },
-            &Patch::Strategic(&body),
-        )
-        .await;
+    let change = Change {
+        patch: &body,
+        rolls: !plan.rolled.is_empty(),
+        now: now(),
+    };
+    let result = K::apply(&shared.ctx.client, obj.as_ref(), change).await;
     if plan.rolled.is_empty() {
         result?;
         tracing::debug!(kind = K::KIND, namespace = %ns, name = %name, "recorded reload baselines");
@@ -393,7 +353,11 @@ async fn reconcile<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Acti
         .collect::<Vec<_>>()
         .join(", ");
     match result {
-        Ok(_) => {
+        Ok(Applied::NotRolled(why)) => {
+            tracing::info!(kind = K::KIND, namespace = %ns, name = %name, changed = %changed, reason = why, "change recorded, nothing rolled");
+            Ok(Action::await_change())
+        }
+        Ok(Applied::Rolled | Applied::Recorded) => {
             shared.ctx.metrics.reload_executed(true);
             let note = format!(
                 "Changes detected in {changed} in namespace '{ns}', Updated '{name}' of type '{}' in namespace '{ns}'",
@@ -417,7 +381,7 @@ async fn reconcile<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Acti
                 note,
             )
             .await;
-            Err(e.into())
+            Err(e)
         }
     }
 }
@@ -446,27 +410,36 @@ fn error_policy<K: Workload>(obj: Arc<K>, err: &Error, _shared: Arc<Shared>) -> 
     Action::requeue(Duration::from_secs(2))
 }
 
-type Senders = (
-    mpsc::UnboundedSender<ObjectRef<Deployment>>,
-    mpsc::UnboundedSender<ObjectRef<StatefulSet>>,
-    mpsc::UnboundedSender<ObjectRef<DaemonSet>>,
-);
+/// Sends a workload (namespace, name) to its kind's controller.
+type Trigger = Box<dyn Fn(&str, &str) + Send + Sync>;
+/// The trigger of each running kind's controller, by kind.
+type Senders = HashMap<&'static str, Trigger>;
+
+fn trigger<K: Workload>(tx: mpsc::UnboundedSender<ObjectRef<K>>) -> Trigger {
+    Box::new(move |ns, name| {
+        let _ = tx.unbounded_send(ObjectRef::new(name).within(ns));
+    })
+}
 
 fn notify(shared: &Shared, senders: &Senders, key: ResourceKey) {
     let users = shared.index.lock().expect("index lock").users(&key);
     for (kind, ns, name) in users {
-        match kind {
-            "Deployment" => {
-                let _ = senders.0.unbounded_send(ObjectRef::new(&name).within(&ns));
-            }
-            "StatefulSet" => {
-                let _ = senders.1.unbounded_send(ObjectRef::new(&name).within(&ns));
-            }
-            _ => {
-                let _ = senders.2.unbounded_send(ObjectRef::new(&name).within(&ns));
-            }
+        if let Some(send) = senders.get(kind) {
+            send(&ns, &name);
         }
     }
+}
+
+/// Adds `K`'s controller to `controllers`, fed through its trigger in `senders`.
+fn add_kind<K: Workload>(
+    shared: &Arc<Shared>,
+    shutdown: &crate::shutdown::Signal,
+    senders: &mut Senders,
+    controllers: &mut Vec<BoxFuture<'static, ()>>,
+) {
+    let (tx, rx) = mpsc::unbounded();
+    senders.insert(K::KIND, trigger::<K>(tx));
+    controllers.push(run_kind::<K>(shared.clone(), rx, shutdown.clone()).boxed());
 }
 
 fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
@@ -582,7 +555,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         None => (None, futures::FutureExt::boxed(futures::future::ready(()))),
     };
     let resource_watch = scope::resource_watch(reload);
-    let ignored = reload.ignored_resources.clone();
+    let ignored_resources = reload.ignored_resources.clone();
     let shared = Arc::new(Shared {
         recorder: Recorder::new(client.clone(), reporter),
         ctx,
@@ -594,15 +567,39 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         rollouts: Mutex::default(),
         hashes: Mutex::default(),
     });
-    let (dep_tx, dep_rx) = mpsc::unbounded();
-    let (sts_tx, sts_rx) = mpsc::unbounded();
-    let (ds_tx, ds_rx) = mpsc::unbounded();
-    let senders: Arc<Senders> = Arc::new((dep_tx, sts_tx, ds_tx));
+    // Kinds in --ignored-workload-types are not watched at all; Argo Rollouts only when the
+    // API server serves them (checked once, at start).
+    let ignored = |kind: &str| {
+        shared
+            .ctx
+            .config
+            .reload
+            .ignored_workload_kinds
+            .iter()
+            .any(|k| k == kind)
+    };
+    let mut senders = Senders::new();
+    let mut controllers = Vec::new();
+    add_kind::<Deployment>(&shared, &shutdown, &mut senders, &mut controllers);
+    add_kind::<StatefulSet>(&shared, &shutdown, &mut senders, &mut controllers);
+    add_kind::<DaemonSet>(&shared, &shutdown, &mut senders, &mut controllers);
+    if !ignored(CronJob::KIND) {
+        add_kind::<CronJob>(&shared, &shutdown, &mut senders, &mut controllers);
+    }
+    if !ignored(Job::KIND) {
+        add_kind::<Job>(&shared, &shutdown, &mut senders, &mut controllers);
+    }
+    if kinds::rollouts_served(&client).await {
+        add_kind::<Rollout>(&shared, &shutdown, &mut senders, &mut controllers);
+    } else {
+        tracing::info!("Argo Rollouts are not served: Rollouts are not reloaded");
+    }
+    let senders: Arc<Senders> = Arc::new(senders);
 
     let secret_events = {
         let shared = shared.clone();
         let senders = senders.clone();
-        let skip = ignored.contains(&ResourceKind::Secret);
+        let skip = ignored_resources.contains(&ResourceKind::Secret);
         reflector::reflector(
             secret_writer,
             scope::metadata_events(
@@ -629,7 +626,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let cm_events = {
         let shared = shared.clone();
         let senders = senders.clone();
-        let skip = ignored.contains(&ResourceKind::ConfigMap);
+        let skip = ignored_resources.contains(&ResourceKind::ConfigMap);
         reflector::reflector(
             cm_writer,
             scope::metadata_events(
@@ -658,8 +655,6 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         follow,
         secret_events,
         cm_events,
-        run_kind::<Deployment>(shared.clone(), dep_rx, shutdown.clone()),
-        run_kind::<StatefulSet>(shared.clone(), sts_rx, shutdown.clone()),
-        run_kind::<DaemonSet>(shared, ds_rx, shutdown),
+        futures::future::join_all(controllers),
     );
 }

@@ -4,13 +4,15 @@
 mod controller;
 pub mod decide;
 pub mod key;
+pub mod kinds;
 pub mod patch;
 pub mod refs;
 mod scope;
 
 use std::time::Duration;
 
-pub use controller::{FIELD_MANAGER, Workload, run};
+pub use controller::run;
+pub use kinds::{FIELD_MANAGER, Workload};
 pub use patch::Strategy;
 
 /// How the reload controller runs (Reloader's flags that Lockstep implements so far).
@@ -22,7 +24,7 @@ pub struct ReloadConfig {
     pub strategy: Strategy,
     /// `--auto-reload-all`: every workload is treated as `auto` unless it says `"false"`.
     pub auto_reload_all: bool,
-    /// `--ignored-workload-types`, as kinds (`Job`, `CronJob`).
+    /// `--ignored-workload-types`, as kinds (`Job`, `CronJob`): never reloaded, and not watched.
     pub ignored_workload_kinds: Vec<String>,
     /// How long a workload waits after a trigger before it is reconciled, so that a Secret and a
     /// ConfigMap changed together roll it once.

@@ -6,8 +6,5 @@ mod api;
 mod binary;
 mod providers;
 mod reload;
-mod reload_key;
-mod reload_scope;
-mod reload_sync;
 mod smoke;
 mod sync;
