@@ -78,6 +78,10 @@ pub struct RunArgs {
     /// Rollouts allowed per namespace per minute; more wait for the window.
     #[arg(long, default_value_t = 60)]
     reload_max_rollouts_per_minute: u32,
+    /// Honour UDS Core's pod-reload contract (`uds.dev/pod-reload` on Secrets/ConfigMaps);
+    /// ignored while UDS Core's own operator (its `packages.uds.dev` API) is present.
+    #[arg(long)]
+    uds_pod_reload: bool,
     /// Name of the Secret holding the reload hash key (created once when missing).
     #[arg(long, default_value = lockstep_controller::reload::key::DEFAULT_NAME)]
     reload_key_name: String,
@@ -133,6 +137,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 .as_deref()
                 .map(crate::reload_flags::selector),
             max_rollouts_per_namespace_per_minute: args.reload_max_rollouts_per_minute,
+            uds_pod_reload: args.uds_pod_reload,
             ..Default::default()
         },
         ..Config::default()

@@ -28,7 +28,7 @@ use lockstep_api::reloader::ResourceKind;
 use super::decide::{self, Decision, Input};
 use super::kinds::{self, Applied, Change, Rollout, Workload};
 use super::patch::{self, Observed};
-use super::{refs, scope};
+use super::{refs, scope, uds};
 use crate::context::Context;
 use crate::error::Error;
 
@@ -56,9 +56,7 @@ impl Index {
                 .or_default()
                 .insert(w.clone());
         }
-        if !refs.is_empty() || !named.is_empty() {
-            self.of.insert(w, (refs, named));
-        }
+        self.of.insert(w, (refs, named));
     }
 
     fn remove(&mut self, w: &WorkloadKey) {
@@ -106,6 +104,8 @@ pub struct Shared {
     index: Mutex<Index>,
     /// The key of the keyed hash.
     key: HashKey,
+    /// Whether UDS Core's pod-reload contract is honoured (asked for, and UDS Core absent).
+    uds: bool,
     /// The namespaces `--namespace-selector` selects, when it is set.
     selection: Option<scope::Selection>,
     /// When each namespace's recent rollouts happened, for the per-namespace rate limit.
@@ -120,7 +120,7 @@ impl Shared {
         kind: ResourceKind,
         ns: &str,
         name: &str,
-    ) -> Option<(String, std::collections::BTreeMap<String, String>)> {
+    ) -> Option<(String, uds::Map, uds::Map)> {
         let meta = match kind {
             ResourceKind::Secret => self
                 .secrets
@@ -134,7 +134,35 @@ impl Shared {
         Some((
             meta.resource_version.unwrap_or_default(),
             meta.annotations.unwrap_or_default(),
+            meta.labels.unwrap_or_default(),
         ))
+    }
+
+    /// Names of the resources of `kind` in `ns` that ask, through UDS's contract, for the pods
+    /// a selector picks (`uds.dev/pod-reload` with `uds.dev/pod-reload-selector`).
+    fn uds_selecting(&self, kind: ResourceKind, ns: &str) -> Vec<String> {
+        let pick = |m: &kube::api::ObjectMeta| {
+            (m.namespace.as_deref() == Some(ns)
+                && uds::opted_in(m.labels.as_ref())
+                && m.annotations
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key(uds::POD_RELOAD_SELECTOR)))
+            .then(|| m.name.clone().unwrap_or_default())
+        };
+        match kind {
+            ResourceKind::Secret => self
+                .secrets
+                .state()
+                .iter()
+                .filter_map(|o| pick(&o.metadata))
+                .collect(),
+            ResourceKind::ConfigMap => self
+                .config_maps
+                .state()
+                .iter()
+                .filter_map(|o| pick(&o.metadata))
+                .collect(),
+        }
     }
 
     fn names(&self, kind: ResourceKind, ns: &str) -> Vec<String> {
@@ -237,13 +265,27 @@ async fn reload<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Action,
     let options = config.decide_options();
 
     let referenced = refs::references(spec);
+    let pod_labels = template.metadata.as_ref().and_then(|m| m.labels.as_ref());
     let mut index_refs = Vec::new();
     let mut index_named = Vec::new();
     let mut candidates: BTreeSet<(ResourceKind, String)> = BTreeSet::new();
     for kind in [ResourceKind::Secret, ResourceKind::ConfigMap] {
-        if config.ignored_resources.contains(&kind)
-            || !decide::opted_in(annotations, pod_annotations, kind, &options)
-        {
+        if config.ignored_resources.contains(&kind) {
+            continue;
+        }
+        if shared.uds {
+            // UDS's contract is decided by the resource, so every workload is indexed by what
+            // it references, and by the resources whose selector picks its pods.
+            for (k, n) in referenced.iter().filter(|(k, _)| *k == kind) {
+                index_refs.push((*k, ns.clone(), n.clone()));
+                candidates.insert((*k, n.clone()));
+            }
+            for n in shared.uds_selecting(kind, &ns) {
+                index_refs.push((kind, ns.clone(), n.clone()));
+                candidates.insert((kind, n));
+            }
+        }
+        if !decide::opted_in(annotations, pod_annotations, kind, &options) {
             continue;
         }
         for (k, n) in referenced.iter().filter(|(k, _)| *k == kind) {
@@ -263,6 +305,8 @@ async fn reload<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Action,
             }
         }
     }
+    index_refs.sort();
+    index_refs.dedup();
     shared
         .index
         .lock()
@@ -279,21 +323,33 @@ async fn reload<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Action,
                 pod_template: pod_annotations,
                 kind,
                 name: &rname,
-                resource: meta.as_ref().map(|(_, a)| a),
+                resource: meta.as_ref().map(|(_, a, _)| a),
             },
             &options,
         );
-        if decision == Decision::No {
+        let references_it = referenced.contains(&(kind, rname.clone()));
+        let uds_wants = shared.uds
+            && uds::wants(
+                meta.as_ref().map(|(_, _, l)| l),
+                meta.as_ref().map(|(_, a, _)| a),
+                references_it,
+                pod_labels,
+            );
+        if decision == Decision::No && !uds_wants {
             continue;
         }
-        let Some(container) = refs::container_using(spec, kind, &rname, decision == Decision::Auto)
-        else {
+        let by_reference = match decision {
+            Decision::Auto => true,
+            Decision::Named => false,
+            Decision::No => references_it,
+        };
+        let Some(container) = refs::container_using(spec, kind, &rname, by_reference) else {
             continue;
         };
         // A referenced resource that does not exist is observed as absent, so its creation or
         // deletion can be acted on (`--reload-on-create`, `--reload-on-delete`).
         let hashes = match meta {
-            Some((rv, _)) => shared.hash(&(kind, ns.clone(), rname.clone()), &rv).await?,
+            Some((rv, _, _)) => shared.hash(&(kind, ns.clone(), rname.clone()), &rv).await?,
             None => None,
         };
         observed.push(Observed {
@@ -301,6 +357,7 @@ async fn reload<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Action,
             name: rname,
             hashes,
             container,
+            uds_only: decision == Decision::No,
         });
     }
 
@@ -421,8 +478,23 @@ fn trigger<K: Workload>(tx: mpsc::UnboundedSender<ObjectRef<K>>) -> Trigger {
     })
 }
 
-fn notify(shared: &Shared, senders: &Senders, key: ResourceKey) {
-    let users = shared.index.lock().expect("index lock").users(&key);
+fn notify(shared: &Shared, senders: &Senders, key: ResourceKey, meta: &kube::api::ObjectMeta) {
+    let index = shared.index.lock().expect("index lock");
+    let mut users = index.users(&key);
+    // A UDS selector may pick pods of any workload in the namespace, including ones that do not
+    // reference the resource yet.
+    if shared.uds
+        && uds::opted_in(meta.labels.as_ref())
+        && meta
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(uds::POD_RELOAD_SELECTOR))
+    {
+        users.extend(index.of.keys().filter(|w| w.1 == key.1).cloned());
+        users.sort();
+        users.dedup();
+    }
+    drop(index);
     for (kind, ns, name) in users {
         if let Some(send) = senders.get(kind) {
             send(&ns, &name);
@@ -554,6 +626,16 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         }
         None => (None, futures::FutureExt::boxed(futures::future::ready(()))),
     };
+    let uds = reload.uds_pod_reload
+        && {
+            let core = kinds::served(&client, "uds.dev/v1alpha1", "packages").await;
+            if core {
+                tracing::info!(
+                    "UDS Core's operator is present (packages.uds.dev): its pod-reload contract is left to it"
+                );
+            }
+            !core
+        };
     let resource_watch = scope::resource_watch(reload);
     let ignored_resources = reload.ignored_resources.clone();
     let shared = Arc::new(Shared {
@@ -563,6 +645,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         config_maps,
         index: Mutex::default(),
         key,
+        uds,
         selection: selection.clone(),
         rollouts: Mutex::default(),
         hashes: Mutex::default(),
@@ -618,7 +701,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
                     o.namespace().unwrap_or_default(),
                     o.name_any(),
                 );
-                notify(&shared, &senders, key);
+                notify(&shared, &senders, key, &o.metadata);
             }
             async {}
         })
@@ -645,7 +728,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
                     o.namespace().unwrap_or_default(),
                     o.name_any(),
                 );
-                notify(&shared, &senders, key);
+                notify(&shared, &senders, key, &o.metadata);
             }
             async {}
         })

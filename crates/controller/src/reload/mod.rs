@@ -8,6 +8,7 @@ pub mod kinds;
 pub mod patch;
 pub mod refs;
 mod scope;
+pub mod uds;
 
 use std::time::Duration;
 
@@ -53,6 +54,9 @@ pub struct ReloadConfig {
     /// Rollouts allowed per namespace per minute: a Secret rewritten in a loop cannot create
     /// thousands of ReplicaSets. Further rollouts wait for the window.
     pub max_rollouts_per_namespace_per_minute: u32,
+    /// UDS Core's pod-reload contract (`uds.dev/pod-reload` on Secrets/ConfigMaps). Off by
+    /// default, and left to UDS Core's own operator whenever its `Package` API is served.
+    pub uds_pod_reload: bool,
 }
 
 impl Default for ReloadConfig {
@@ -72,6 +76,7 @@ impl Default for ReloadConfig {
             namespace_selector: None,
             resource_label_selector: None,
             max_rollouts_per_namespace_per_minute: 60,
+            uds_pod_reload: false,
         }
     }
 }

@@ -44,6 +44,9 @@ pub struct Observed {
     pub hashes: Option<ContentHashes>,
     /// The container a reload is attributed to.
     pub container: String,
+    /// Whether only UDS Core's contract (not Reloader's annotations) asks for this reload: its
+    /// rollout is then written as UDS Core writes it, `uds.dev/restartedAt`.
+    pub uds_only: bool,
 }
 
 /// Reloader's options for resources that appear or disappear.
@@ -162,7 +165,7 @@ pub fn plan(
     let mut patch = json!({"metadata": {"annotations": {LOCKSTEP_HASHES: hashes_text}}});
     if !rolled.is_empty() {
         patch["spec"] =
-            json!({"template": template_patch(workload, observed, &rolled, strategy, now)});
+            json!({"template": rollout_patch(workload, observed, &rolled, strategy, now)});
     }
     Plan {
         patch: Some(patch),
@@ -171,6 +174,34 @@ pub fn plan(
             .map(|(k, n, _)| (k, n.clone(), after[&key(k, &n)].clone()))
             .collect(),
     }
+}
+
+/// The pod-template change for `rolled`: Reloader's strategy for what Reloader's annotations
+/// asked for, `uds.dev/restartedAt` for what only UDS Core's contract asked for; both in one
+/// patch, so one change is one rollout whichever contracts asked for it.
+fn rollout_patch(
+    workload: &Workload<'_>,
+    observed: &[Observed],
+    rolled: &[(ResourceKind, String, String)],
+    strategy: Strategy,
+    now: i64,
+) -> Value {
+    let uds_only = |(kind, name, _): &(ResourceKind, String, String)| {
+        observed
+            .iter()
+            .any(|o| o.kind == *kind && o.name == *name && o.uds_only)
+    };
+    let (by_uds, by_reloader): (Vec<_>, Vec<_>) = rolled.iter().cloned().partition(uds_only);
+    let mut patch = if by_reloader.is_empty() {
+        json!({})
+    } else {
+        template_patch(workload, observed, &by_reloader, strategy, now)
+    };
+    if !by_uds.is_empty() {
+        patch["metadata"]["annotations"][super::uds::RESTARTED_AT] =
+            json!(super::kinds::rfc3339(now));
+    }
+    patch
 }
 
 fn template_patch(
@@ -286,6 +317,7 @@ mod tests {
             name: name.into(),
             hashes: Some(h(v)),
             container: "app".into(),
+            uds_only: false,
         }
     }
 
@@ -553,6 +585,7 @@ mod tests {
             name: name.into(),
             hashes: None,
             container: "app".into(),
+            uds_only: false,
         }
     }
 
@@ -641,5 +674,51 @@ mod tests {
             .unwrap()
             .to_owned();
         assert!(from.contains(&reloader::deleted_hash()));
+    }
+
+    #[test]
+    fn uds_and_reloader_changes_make_one_patch() {
+        let spec = spec();
+        let text = recorded_json(&[("configmap/c", "1"), ("secret/s", "1")]);
+        let a = annotations(&[(LOCKSTEP_HASHES, &text)]);
+        let w = Workload {
+            namespace: "ns",
+            annotations: Some(&a),
+            pod_annotations: None,
+            spec: &spec,
+        };
+        let mut by_uds = obs(ResourceKind::ConfigMap, "c", "2");
+        by_uds.uds_only = true;
+        // Only UDS asked: UDS's annotation, no env var.
+        let p = plan(
+            &w,
+            &[by_uds.clone()],
+            &key(),
+            Strategy::EnvVars,
+            Events::default(),
+            0,
+        );
+        let t = &p.patch.unwrap()["spec"]["template"];
+        assert_eq!(
+            t["metadata"]["annotations"][super::super::uds::RESTARTED_AT],
+            json!("1970-01-01T00:00:00Z")
+        );
+        assert!(t.get("spec").is_none());
+        // Both: one patch with both.
+        let p = plan(
+            &w,
+            &[obs(ResourceKind::Secret, "s", "2"), by_uds],
+            &key(),
+            Strategy::EnvVars,
+            Events::default(),
+            0,
+        );
+        assert_eq!(p.rolled.len(), 2);
+        let t = &p.patch.unwrap()["spec"]["template"];
+        assert!(t["metadata"]["annotations"][super::super::uds::RESTARTED_AT].is_string());
+        assert_eq!(
+            t["spec"]["containers"][0]["env"][0]["name"],
+            json!("STAKATER_S_SECRET")
+        );
     }
 }

@@ -10,6 +10,7 @@ mod jobs;
 mod rollout;
 mod scope;
 mod sets;
+mod uds;
 
 use std::fmt::Debug;
 use std::future::Future;
