@@ -424,6 +424,12 @@ async fn reload<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Action,
             publish(&shared, obj.as_ref(), EventType::Normal, "Reloaded", note).await;
             Ok(Action::await_change())
         }
+        // Someone else (another Lockstep replica, or any writer) changed the workload after it
+        // was read: not a failure; it is decided again from its new version.
+        Err(Error::Kube(kube::Error::Api(status))) if status.code == 409 => {
+            tracing::debug!(kind = K::KIND, namespace = %ns, name = %name, "the workload changed while deciding; deciding again");
+            Ok(Action::requeue(Duration::from_secs(1)))
+        }
         Err(e) => {
             shared.ctx.metrics.reload_executed(false);
             let note = format!(

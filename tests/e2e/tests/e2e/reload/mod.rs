@@ -7,6 +7,7 @@ mod after_sync;
 mod deployment;
 mod hash_key;
 mod jobs;
+mod replicas;
 mod rollout;
 mod scope;
 mod sets;
