@@ -89,6 +89,8 @@ pub struct Metrics {
     pub reload_executed: Family<SuccessLabels, Counter>,
     /// `lockstep_reload_rate_limited_total`: rollouts held back by the per-namespace limit.
     pub reload_rate_limited: Counter,
+    /// Reloader's newer metrics.
+    pub reload: crate::reload::metrics::ReloadMetrics,
 }
 
 impl Default for Metrics {
@@ -142,10 +144,15 @@ impl Default for Metrics {
             "Rollouts held back by the per-namespace rollout rate limit",
             reload_rate_limited.clone(),
         );
+        let reload = crate::reload::metrics::ReloadMetrics::register(
+            &mut registry,
+            std::env::var("METRICS_COUNT_BY_NAMESPACE").as_deref() == Ok("enabled"),
+        );
         Self {
             registry,
             reload_executed,
             reload_rate_limited,
+            reload,
             sync_calls,
             sync_errors,
             status_condition,

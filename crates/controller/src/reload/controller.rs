@@ -378,11 +378,13 @@ async fn reload<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Action,
         now(),
     );
     let Some(body) = plan.patch else {
+        shared.ctx.metrics.reload.skipped("no_data_change");
         return Ok(Action::await_change());
     };
     // Outside the namespace selection, workloads are indexed (so a namespace selected later is
     // acted on at once) but never written.
     if !scope::selected(shared.selection.as_ref(), &ns) {
+        shared.ctx.metrics.reload.skipped("ignored_or_not_selected");
         return Ok(Action::await_change());
     }
     if !plan.rolled.is_empty()
@@ -390,6 +392,7 @@ async fn reload<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Action,
     {
         tracing::warn!(kind = K::KIND, namespace = %ns, name = %name, wait_ms = wait.as_millis(), "rollout rate limit reached in the namespace; the rollout waits");
         shared.ctx.metrics.reload_rate_limited();
+        shared.ctx.metrics.reload.skipped("rate_limited");
         return Ok(Action::requeue(wait));
     }
     let change = Change {
@@ -416,6 +419,7 @@ async fn reload<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Action,
         }
         Ok(Applied::Rolled | Applied::Recorded) => {
             shared.ctx.metrics.reload_executed(true);
+            shared.ctx.metrics.reload.action(K::KIND, &ns, true);
             let note = format!(
                 "Changes detected in {changed} in namespace '{ns}', Updated '{name}' of type '{}' in namespace '{ns}'",
                 K::KIND
@@ -432,6 +436,7 @@ async fn reload<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Action,
         }
         Err(e) => {
             shared.ctx.metrics.reload_executed(false);
+            shared.ctx.metrics.reload.action(K::KIND, &ns, false);
             let note = format!(
                 "Update for '{name}' of type '{}' in namespace '{ns}' failed with error {e}",
                 K::KIND

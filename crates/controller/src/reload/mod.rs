@@ -5,6 +5,7 @@ mod controller;
 pub mod decide;
 pub mod key;
 pub mod kinds;
+pub mod metrics;
 pub mod patch;
 pub mod refs;
 mod scope;

@@ -65,6 +65,11 @@ async fn two_replicas_roll_each_change_once() {
     let rolled = first.metric_sum("reloader_reload_executed_total{success=\"true\"}")
         + second.metric_sum("reloader_reload_executed_total{success=\"true\"}");
     assert_eq!(rolled, 3.0, "three rollouts between the two replicas");
+    let actions = first
+        .metric_sum("reloader_action_total{workload_kind=\"Deployment\",result=\"success\"}")
+        + second
+            .metric_sum("reloader_action_total{workload_kind=\"Deployment\",result=\"success\"}");
+    assert_eq!(actions, 3.0, "Reloader's newer action metric agrees");
     let failed = first.metric_sum("reloader_reload_executed_total{success=\"false\"}")
         + second.metric_sum("reloader_reload_executed_total{success=\"false\"}");
     assert_eq!(
