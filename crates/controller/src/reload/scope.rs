@@ -118,7 +118,7 @@ where
         + 'static,
 {
     let Some(selection) = selection else {
-        return watcher(api, config).default_backoff().boxed();
+        return watcher(api, config).default_backoff().modify(slim).boxed();
     };
     futures::stream::unfold(selection, move |mut selection| {
         let api = api.clone();
@@ -140,6 +140,7 @@ where
             };
             let events = watcher(api, config)
                 .default_backoff()
+                .modify(slim)
                 .try_filter(move |event| future::ready(in_selection(event, &selected)))
                 .take_until(changed);
             Some((events, selection))
@@ -147,6 +148,15 @@ where
     })
     .flatten()
     .boxed()
+}
+
+/// Drops what the cache never needs: managedFields, and `kubectl apply`'s copy of the last
+/// applied object (which, for a Secret, holds its data).
+fn slim<K>(object: &mut PartialObjectMeta<K>) {
+    object.metadata.managed_fields = None;
+    if let Some(annotations) = object.metadata.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
 }
 
 fn in_selection<K: Resource>(event: &watcher::Event<K>, selected: &HashSet<String>) -> bool {
@@ -167,4 +177,40 @@ pub fn selected(selection: Option<&Selection>, namespace: &str) -> bool {
             .as_ref()
             .is_some_and(|set| set.contains(namespace))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::Secret;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+
+    use super::*;
+
+    #[test]
+    fn the_cache_keeps_no_managed_fields_nor_kubectls_copy_of_the_data() {
+        let mut o: PartialObjectMeta<Secret> = PartialObjectMeta {
+            types: None,
+            metadata: kube::api::ObjectMeta {
+                name: Some("db".into()),
+                managed_fields: Some(vec![ManagedFieldsEntry::default()]),
+                annotations: Some(
+                    [
+                        (
+                            "kubectl.kubernetes.io/last-applied-configuration".to_owned(),
+                            r#"{"data":{"password":"Y2FuYXJ5"}}"#.to_owned(),
+                        ),
+                        ("reloader.stakater.com/match".to_owned(), "true".to_owned()),
+                    ]
+                    .into(),
+                ),
+                ..Default::default()
+            },
+            _phantom: std::marker::PhantomData,
+        };
+        slim(&mut o);
+        assert!(o.metadata.managed_fields.is_none());
+        let annotations = o.metadata.annotations.expect("kept");
+        assert_eq!(annotations.len(), 1);
+        assert!(annotations.contains_key("reloader.stakater.com/match"));
+    }
 }
