@@ -283,6 +283,16 @@ pub fn desired_templated(
                 .annotations
                 .get_or_insert_default()
                 .extend(t.annotations);
+            // The template's finalizers are added (ESO); others' are kept.
+            let finalizers = secret.metadata.finalizers.get_or_insert_default();
+            for f in t.finalizers {
+                if !finalizers.contains(&f) {
+                    finalizers.push(f);
+                }
+            }
+            if finalizers.is_empty() {
+                secret.metadata.finalizers = None;
+            }
             (t.data, t.type_)
         }
     };
@@ -362,6 +372,7 @@ pub fn needs_write(existing: &Secret, desired: &Secret) -> bool {
         || existing.metadata.labels != desired.metadata.labels
         || existing.metadata.annotations != desired.metadata.annotations
         || existing.metadata.owner_references != desired.metadata.owner_references
+        || existing.metadata.finalizers != desired.metadata.finalizers
         || existing.type_ != desired.type_
         || existing.immutable != desired.immutable
 }
