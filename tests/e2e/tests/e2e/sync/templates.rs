@@ -134,6 +134,19 @@ async fn templates_render_from_openbao_data_with_template_from_and_merge() {
         Some(&["e2e.lockstep.dev/keep".to_owned()][..]),
         "the template's finalizers are added"
     );
+    // A label the template no longer sets leaves the Secret; one it sets now arrives.
+    patch_es(
+        &client,
+        ns.name(),
+        "db",
+        json!({ "spec": { "target": { "template": { "metadata": { "labels": { "app": null, "team": "payments" } } } } } }),
+    )
+    .await;
+    wait_secret(&client, ns.name(), "db", "the template's new labels", |s| {
+        let labels = s.metadata.labels.clone().unwrap_or_default();
+        labels.get("team").map(String::as_str) == Some("payments") && !labels.contains_key("app")
+    })
+    .await;
 
     // Replace (the default): only templated keys.
     create_es(
