@@ -458,8 +458,11 @@ fn rsa_decrypt(a: &[Value]) -> FResult {
     let block = block.ok_or_else(|| err("failed to decode PEM block"))?;
     let key = keys::parse_any(&block.bytes)
         .ok_or_else(|| err("could not parse private key: unable to parse private key type"))?;
-    if !matches!(key, Key::Rsa(_)) {
+    let Key::Rsa(pkcs1) = &key else {
         return Err(err("could not parse RSA private key"));
+    };
+    if keys::rsa_modulus_bits(pkcs1) < 2048 {
+        return rsa_decrypt_small(pkcs1, hash, input);
     }
     let dk = PrivateDecryptingKey::from_pkcs8(&key.pkcs8())
         .map_err(|_| err("could not parse RSA private key"))?;
@@ -475,6 +478,23 @@ fn rsa_decrypt(a: &[Value]) -> FResult {
         .decrypt(alg, input, &mut out, None)
         .map_err(|_| err("error decrypting data with RSA: crypto/rsa: decryption error"))?;
     Ok(Value::str(&*plain))
+}
+
+/// RSA-OAEP decryption with keys under 2048 bits, which aws-lc refuses and Go decrypts from
+/// 1024 bits up (smaller keys fail in both). Blinded, on constant-time arithmetic.
+fn rsa_decrypt_small(pkcs1: &[u8], hash: &[u8], input: &[u8]) -> FResult {
+    use rsa::Oaep;
+    let key = keys::rsa_key(pkcs1).ok_or_else(|| {
+        err("error decrypting data with RSA: crypto/rsa: keys under 1024 bits are insecure")
+    })?;
+    let mut rng = getrandom::SysRng;
+    let plain = match hash {
+        b"SHA1" => key.decrypt_blinded(&mut rng, Oaep::<sha1::Sha1>::new(), input),
+        b"SHA512" => key.decrypt_blinded(&mut rng, Oaep::<sha2::Sha512>::new(), input),
+        _ => key.decrypt_blinded(&mut rng, Oaep::<sha2::Sha256>::new(), input),
+    }
+    .map_err(|_| err("error decrypting data with RSA: crypto/rsa: decryption error"))?;
+    Ok(Value::str(plain))
 }
 
 pub(super) fn lookup(name: &str) -> Option<Func> {
