@@ -461,13 +461,14 @@ fn rsa_decrypt(a: &[Value]) -> FResult {
     let Key::Rsa(pkcs1) = &key else {
         return Err(err("could not parse RSA private key"));
     };
-    if keys::rsa_modulus_bits(pkcs1) < 2048 {
-        return rsa_decrypt_small(pkcs1, hash, input);
-    }
-    let dk = PrivateDecryptingKey::from_pkcs8(&key.pkcs8())
-        .map_err(|_| err("could not parse RSA private key"))?;
-    let dk =
-        OaepPrivateDecryptingKey::new(dk).map_err(|_| err("could not parse RSA private key"))?;
+    // aws-lc takes keys of 2048 to 8192 bits; RustCrypto's RSA the smaller ones Go decrypts
+    // with (from 1024 bits) and any other key aws-lc refuses.
+    let aws = PrivateDecryptingKey::from_pkcs8(&key.pkcs8())
+        .ok()
+        .and_then(|dk| OaepPrivateDecryptingKey::new(dk).ok());
+    let Some(dk) = aws else {
+        return rsa_decrypt_other(pkcs1, hash, input);
+    };
     let alg = match hash {
         b"SHA1" => &OAEP_SHA1_MGF1SHA1,
         b"SHA512" => &OAEP_SHA512_MGF1SHA512,
@@ -480,9 +481,9 @@ fn rsa_decrypt(a: &[Value]) -> FResult {
     Ok(Value::str(&*plain))
 }
 
-/// RSA-OAEP decryption with keys under 2048 bits, which aws-lc refuses and Go decrypts from
-/// 1024 bits up (smaller keys fail in both). Blinded, on constant-time arithmetic.
-fn rsa_decrypt_small(pkcs1: &[u8], hash: &[u8], input: &[u8]) -> FResult {
+/// RSA-OAEP decryption with the keys aws-lc refuses: those under 2048 bits, which Go decrypts
+/// from 1024 bits up (smaller keys fail in both). Blinded, on constant-time arithmetic.
+fn rsa_decrypt_other(pkcs1: &[u8], hash: &[u8], input: &[u8]) -> FResult {
     use rsa::Oaep;
     let key = keys::rsa_key(pkcs1).ok_or_else(|| {
         err("error decrypting data with RSA: crypto/rsa: keys under 1024 bits are insecure")

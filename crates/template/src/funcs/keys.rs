@@ -82,19 +82,6 @@ pub fn rsa_key(pkcs1: &[u8]) -> Option<rsa::PrivateKey> {
     rsa::PrivateKey::from_components(modulus, n(2)?, n(3)?, vec![n(4)?, n(5)?]).ok()
 }
 
-/// The modulus size in bits of a canonical PKCS#1 RSA key (0 when it does not parse).
-pub fn rsa_modulus_bits(pkcs1: &[u8]) -> usize {
-    let modulus = pem::read(pkcs1)
-        .and_then(|((_, body), _)| pem::read_all(body))
-        .and_then(|items| items.get(1).map(|(_, c)| c.to_vec()))
-        .unwrap_or_default();
-    let skip = modulus.iter().take_while(|b| **b == 0).count();
-    match modulus.get(skip) {
-        Some(top) => (modulus.len() - skip) * 8 - top.leading_zeros() as usize,
-        None => 0,
-    }
-}
-
 /// Go's `ParseECPrivateKey`; `curve` comes from PKCS#8 parameters when the SEC 1 structure
 /// has none.
 pub fn parse_sec1(der: &[u8], curve: Option<&[u8]>) -> Option<Key> {
@@ -357,33 +344,34 @@ pub fn generate_dsa() -> Result<Vec<u8>, String> {
 /// What sprig's `parsePrivateKeyPEM` accepts: every key [`parse_sprig_pem`] returns, and DSA
 /// keys, which Go reads but cannot sign certificates with (`buildCustomCert` takes them).
 pub fn check_sprig_pem(text: &[u8]) -> Result<(), String> {
-    match parse_sprig_pem(text) {
-        Err(e) if e == DSA_CANNOT_SIGN => Ok(()),
-        other => other.map(|_| ()),
-    }
+    read_sprig_pem(text).map(|_| ())
 }
 
-/// The error for a DSA key where a certificate is to be made: Go's `x509.CreateCertificate`
-/// refuses it.
-const DSA_CANNOT_SIGN: &str = "x509: certificate private key does not implement crypto.Signer";
-
-/// sprig's `parsePrivateKeyPEM`.
+/// sprig's `parsePrivateKeyPEM`, for keys that sign certificates: a DSA key is the error Go's
+/// `x509.CreateCertificate` gives for it.
 pub fn parse_sprig_pem(text: &[u8]) -> Result<Key, String> {
+    read_sprig_pem(text)?
+        .ok_or_else(|| "x509: certificate private key does not implement crypto.Signer".to_string())
+}
+
+/// sprig's `parsePrivateKeyPEM`: the key, or `None` for a DSA key.
+fn read_sprig_pem(text: &[u8]) -> Result<Option<Key>, String> {
     let (block, _) = pem::decode(text);
     let block = block.ok_or_else(|| "no PEM data in input".to_string())?;
     let bad = |what: &str| format!("{what}: invalid key");
     match block.kind.as_slice() {
-        b"PRIVATE KEY" => parse_pkcs8(&block.bytes).ok_or_else(|| bad("decoding PEM as PKCS#8")),
-        b"RSA PRIVATE KEY" => {
-            parse_pkcs1(&block.bytes).ok_or_else(|| bad("parsing RSA private key from PEM"))
-        }
-        b"EC PRIVATE KEY" => {
-            parse_sec1(&block.bytes, None).ok_or_else(|| bad("parsing EC private key from PEM"))
-        }
-        b"DSA PRIVATE KEY" => match parse_dsa(&block.bytes) {
-            Some(_) => Err(DSA_CANNOT_SIGN.into()),
-            None => Err(bad("parsing DSA private key from PEM")),
-        },
+        b"PRIVATE KEY" => parse_pkcs8(&block.bytes)
+            .map(Some)
+            .ok_or_else(|| bad("decoding PEM as PKCS#8")),
+        b"RSA PRIVATE KEY" => parse_pkcs1(&block.bytes)
+            .map(Some)
+            .ok_or_else(|| bad("parsing RSA private key from PEM")),
+        b"EC PRIVATE KEY" => parse_sec1(&block.bytes, None)
+            .map(Some)
+            .ok_or_else(|| bad("parsing EC private key from PEM")),
+        b"DSA PRIVATE KEY" => parse_dsa(&block.bytes)
+            .map(|_| None)
+            .ok_or_else(|| bad("parsing DSA private key from PEM")),
         k if k.ends_with(b" PRIVATE KEY") => Err("invalid private key type".into()),
         _ => Err("no private key data in PEM block".into()),
     }
