@@ -48,11 +48,115 @@ fn bcrypt_and_htpasswd_verify() {
     assert!(h.starts_with("$2a$10$") && h.len() == 60, "{h}");
     assert!(bcrypt::verify("hunter2", &h).unwrap());
     assert!(!bcrypt::verify("hunter3", &h).unwrap());
-    let line = r(r#"{{ htpasswd "admin" "s3cret" }}"#);
-    let (user, hash) = line.split_once(':').unwrap();
-    assert_eq!(user, "admin");
-    assert!(bcrypt::verify("s3cret", hash).unwrap());
-    assert_eq!(r(r#"{{ htpasswd "a:b" "x" }}"#), "invalid username: a:b");
+    for alg in ["bcrypt", "", "SHA"] {
+        let line = r(&format!(r#"{{{{ htpasswd "admin" "s3cret" "{alg}" }}}}"#));
+        let (user, hash) = line.split_once(':').unwrap();
+        assert_eq!(user, "admin");
+        assert!(bcrypt::verify("s3cret", hash).unwrap(), "{alg}: {hash}");
+    }
+    assert_eq!(
+        r(r#"{{ htpasswd "a:b" "x" "bcrypt" }}"#),
+        "invalid username: a:b"
+    );
+}
+
+/// The integers of a DER SEQUENCE that holds INTEGERs only, each minimally encoded and not
+/// negative (what Go's `asn1.Marshal` writes for `big.Int`s and a zero `int`).
+fn der_uints(der: &[u8]) -> Vec<Vec<u8>> {
+    use lockstep_template::funcs::pem;
+    let ((tag, body), rest) = pem::read(der).expect("a DER element");
+    assert_eq!(
+        (tag, rest.len()),
+        (0x30, 0),
+        "one SEQUENCE, nothing after it"
+    );
+    pem::read_all(body)
+        .expect("DER elements")
+        .into_iter()
+        .map(|(tag, c)| {
+            assert_eq!(tag, 0x02, "INTEGER");
+            assert!(!c.is_empty() && c[0] & 0x80 == 0, "non-negative");
+            assert!(c.len() == 1 || c[0] != 0 || c[1] & 0x80 != 0, "minimal");
+            c.to_vec()
+        })
+        .collect()
+}
+
+#[test]
+fn dsa_keys_are_sprigs_structure_and_a_valid_key_pair() {
+    use crypto_bigint::modular::{BoxedMontyForm, BoxedMontyParams};
+    use crypto_bigint::{BoxedUint, Odd, Resize};
+    use crypto_primes::{Flavor, is_prime};
+    let keys = [
+        r(r#"{{ genPrivateKey "dsa" }}"#),
+        r(r#"{{ genPrivateKey "dsa" }}"#),
+    ];
+    assert_ne!(keys[0], keys[1]);
+    let mut ps = Vec::new();
+    for text in &keys {
+        assert!(
+            text.starts_with("-----BEGIN DSA PRIVATE KEY-----\n")
+                && text.ends_with("-----END DSA PRIVATE KEY-----\n"),
+            "{text}"
+        );
+        let block = lockstep_template::funcs::pem::decode(text.as_bytes())
+            .0
+            .unwrap();
+        assert_eq!(block.kind, b"DSA PRIVATE KEY");
+        // sprig's DSAKeyFormat: Version, P, Q, G, Y, X and nothing else.
+        let ints = der_uints(&block.bytes);
+        assert_eq!(ints.len(), 6);
+        assert_eq!(ints[0], [0], "version 0");
+        // The engine's reader of DSA keys (buildCustomCert) takes what it made.
+        let read = lockstep_template::funcs::keys::parse_dsa(&block.bytes).unwrap();
+        assert_eq!(read.to_vec(), ints);
+        // All at the precision of p, so that they compare and multiply.
+        let [p, q, g, y, x] = [1, 2, 3, 4, 5].map(|i| {
+            BoxedUint::from_be_slice_vartime(&ints[i])
+                .try_resize(2048)
+                .expect("under 2048 bits")
+        });
+        // L2048N256, as Go's sprig asks for.
+        assert_eq!(p.bit_width_vartime(), 2048);
+        assert_eq!(q.bit_width_vartime(), 256);
+        assert!(is_prime(Flavor::Any, &p), "p is prime");
+        assert!(is_prime(Flavor::Any, &q), "q is prime");
+        let one = BoxedUint::one().resize(2048);
+        let p_minus_1 = p.wrapping_sub(&one);
+        let q_nz = crypto_bigint::NonZero::new(q.clone()).unwrap();
+        assert!(
+            bool::from((&p_minus_1 % &q_nz).is_zero()),
+            "q divides p - 1"
+        );
+        let params = BoxedMontyParams::new_vartime(Odd::new(p.clone()).unwrap());
+        let pow = |b: &BoxedUint, e: &BoxedUint| {
+            BoxedMontyForm::new(b.clone(), &params).pow(e).retrieve()
+        };
+        assert!(g > one && g < p, "1 < g < p");
+        assert_eq!(pow(&g, &q), one, "g generates the subgroup of order q");
+        assert!(!bool::from(x.is_zero()) && x < q, "0 < x < q");
+        assert_eq!(pow(&g, &x), y, "y = g^x mod p");
+        ps.push(p);
+    }
+    assert_ne!(
+        ps[0], ps[1],
+        "fresh parameters each call, as Go's sprig makes them"
+    );
+}
+
+#[test]
+fn dsa_generation_is_charged_before_the_work() {
+    // 200000 steps are charged before the parameters are searched: under a smaller step
+    // limit the call fails at once instead of working for seconds.
+    let data: BTreeMap<String, String> = BTreeMap::new();
+    let limits = Limits {
+        max_steps: 150_000,
+        ..Limits::default()
+    };
+    let start = std::time::Instant::now();
+    let e = render(r#"{{ genPrivateKey "dsa" }}"#, &data, &limits).unwrap_err();
+    assert_eq!(e.kind, lockstep_template::ErrorKind::Limit, "{e}");
+    assert!(start.elapsed() < std::time::Duration::from_millis(100));
 }
 
 #[test]

@@ -1,16 +1,19 @@
 // Renders the template conformance cases with Go's text/template and sprig (see main.go), in a
 // module of its own so that nothing else moves its dependencies.
 //
-// ESO vendors sprig at commit 8cb06fe3c8b0 (v3.3.1-0.20241028115027-8cb06fe3c8b0), a
-// pseudo-version the Go checksum database does not know, so this uses v3.3.0, the newest
-// tagged release, with sprig's dependencies raised to the versions ESO's runtime module pins
-// (spf13/cast v1.10.0, dario.cat/mergo v1.0.2, Masterminds/semver v3.4.0).
+// sprig is the commit ESO vendors, v3.3.1-0.20241028115027-8cb06fe3c8b0. The module proxy
+// serves it, but the Go checksum database has no record of that pseudo-version (its lookup
+// answers 404 Not Found), so go.sum carries the hash of the module as the proxy served it
+// (h1:ecMw5jYF...) and the go command checks downloads against that line instead. The only
+// change from v3.3.0 is htpasswd's third argument. sprig's dependencies are raised to the
+// versions ESO's runtime module pins (spf13/cast v1.10.0, dario.cat/mergo v1.0.2,
+// Masterminds/semver v3.4.0).
 module lockstep.dev/testenv/templates
 
 go 1.25.0
 
 require (
-	github.com/Masterminds/sprig/v3 v3.3.0
+	github.com/Masterminds/sprig/v3 v3.3.1-0.20241028115027-8cb06fe3c8b0
 	github.com/lestrrat-go/jwx/v2 v2.1.7
 	sigs.k8s.io/yaml v1.6.0
 	software.sslmate.com/src/go-pkcs12 v0.7.4

@@ -85,6 +85,9 @@ type Made struct {
 	Template string            `json:"template"`
 	Data     map[string]string `json:"data"`
 	Output   string            `json:"output"`
+	// GoCheck names a further check of data["made"] with Go's own libraries: "dsa" (see
+	// checkDSA).
+	GoCheck string `json:"go_check,omitempty"`
 }
 
 // verify renders the rows of rust_made.json with Go and fails when an output differs.
@@ -104,6 +107,17 @@ func verify(path string) {
 		got, err := render(Case{Name: r.Name, Template: r.Template, Data: r.Data})
 		if err != nil || got != r.Output {
 			fmt.Fprintf(os.Stderr, "Rust-made %q: Go gives %q, %v\n", r.Name, got, err)
+			bad++
+		}
+		switch r.GoCheck {
+		case "":
+		case "dsa":
+			if err := checkDSA(r.Data["made"]); err != nil {
+				fmt.Fprintf(os.Stderr, "Rust-made %q: %v\n", r.Name, err)
+				bad++
+			}
+		default:
+			fmt.Fprintf(os.Stderr, "Rust-made %q: unknown go_check %q\n", r.Name, r.GoCheck)
 			bad++
 		}
 	}

@@ -527,7 +527,7 @@ impl Exec<'_> {
                 _ => fail(pos, format!("expected {}; found {b}", ty.name())),
             },
             Arg::Str(s) => match ty {
-                Ty::Str | Ty::Any | Ty::Reflect => Ok(Value::Str(s.clone())),
+                Ty::Str | Ty::Any | Ty::Reflect | Ty::HashAlgorithm => Ok(Value::Str(s.clone())),
                 _ => fail(pos, format!("expected {}; found a string", ty.name())),
             },
             Arg::Number(n) => match ty {

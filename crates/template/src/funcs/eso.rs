@@ -458,13 +458,17 @@ fn rsa_decrypt(a: &[Value]) -> FResult {
     let block = block.ok_or_else(|| err("failed to decode PEM block"))?;
     let key = keys::parse_any(&block.bytes)
         .ok_or_else(|| err("could not parse private key: unable to parse private key type"))?;
-    if !matches!(key, Key::Rsa(_)) {
+    let Key::Rsa(pkcs1) = &key else {
         return Err(err("could not parse RSA private key"));
-    }
-    let dk = PrivateDecryptingKey::from_pkcs8(&key.pkcs8())
-        .map_err(|_| err("could not parse RSA private key"))?;
-    let dk =
-        OaepPrivateDecryptingKey::new(dk).map_err(|_| err("could not parse RSA private key"))?;
+    };
+    // aws-lc takes keys of 2048 to 8192 bits; RustCrypto's RSA the smaller ones Go decrypts
+    // with (from 1024 bits) and any other key aws-lc refuses.
+    let aws = PrivateDecryptingKey::from_pkcs8(&key.pkcs8())
+        .ok()
+        .and_then(|dk| OaepPrivateDecryptingKey::new(dk).ok());
+    let Some(dk) = aws else {
+        return rsa_decrypt_other(pkcs1, hash, input);
+    };
     let alg = match hash {
         b"SHA1" => &OAEP_SHA1_MGF1SHA1,
         b"SHA512" => &OAEP_SHA512_MGF1SHA512,
@@ -475,6 +479,23 @@ fn rsa_decrypt(a: &[Value]) -> FResult {
         .decrypt(alg, input, &mut out, None)
         .map_err(|_| err("error decrypting data with RSA: crypto/rsa: decryption error"))?;
     Ok(Value::str(&*plain))
+}
+
+/// RSA-OAEP decryption with the keys aws-lc refuses: those under 2048 bits, which Go decrypts
+/// from 1024 bits up (smaller keys fail in both). Blinded, on constant-time arithmetic.
+fn rsa_decrypt_other(pkcs1: &[u8], hash: &[u8], input: &[u8]) -> FResult {
+    use rsa::Oaep;
+    let key = keys::rsa_key(pkcs1).ok_or_else(|| {
+        err("error decrypting data with RSA: crypto/rsa: keys under 1024 bits are insecure")
+    })?;
+    let mut rng = getrandom::SysRng;
+    let plain = match hash {
+        b"SHA1" => key.decrypt_blinded(&mut rng, Oaep::<sha1::Sha1>::new(), input),
+        b"SHA512" => key.decrypt_blinded(&mut rng, Oaep::<sha2::Sha512>::new(), input),
+        _ => key.decrypt_blinded(&mut rng, Oaep::<sha2::Sha256>::new(), input),
+    }
+    .map_err(|_| err("error decrypting data with RSA: crypto/rsa: decryption error"))?;
+    Ok(Value::str(plain))
 }
 
 pub(super) fn lookup(name: &str) -> Option<Func> {

@@ -52,12 +52,34 @@ pub fn parse_pkcs1(der: &[u8]) -> Option<Key> {
     if items[0].1 != [0] || items[1..].iter().any(|(_, c)| c[0] & 0x80 != 0) {
         return None;
     }
-    // aws-lc checks the key is consistent.
+    // aws-lc checks the key is consistent (2048 to 8192 bits); smaller keys, down to the 1024
+    // bits Go's RSA operations accept, are checked by RustCrypto's RSA.
     let ints: Vec<Vec<u8>> = items.iter().map(|(_, c)| pem::uint(c)).collect();
     let refs: Vec<&[u8]> = ints.iter().map(Vec::as_slice).collect();
     let canon = pem::seq(&refs);
-    aws_lc_rs::rsa::KeyPair::from_der(&canon).ok()?;
+    if aws_lc_rs::rsa::KeyPair::from_der(&canon).is_err() && rsa_key(&canon).is_none() {
+        return None;
+    }
     Some(Key::Rsa(canon))
+}
+
+/// RustCrypto's RSA key of a canonical PKCS#1 structure, if consistent and of 1024 to 8192
+/// bits.
+pub fn rsa_key(pkcs1: &[u8]) -> Option<rsa::PrivateKey> {
+    use rsa::BoxedUint;
+    let ((_, body), _) = pem::read(pkcs1)?;
+    let items = pem::read_all(body)?;
+    let n = |i: usize| {
+        items
+            .get(i)
+            .map(|(_, c)| BoxedUint::from_be_slice_vartime(c))
+    };
+    let modulus = n(1)?;
+    // Go's crypto/rsa refuses keys under 1024 bits; RustCrypto's would take them.
+    if !(1024..=8192).contains(&modulus.bit_width_vartime()) {
+        return None;
+    }
+    rsa::PrivateKey::from_components(modulus, n(2)?, n(3)?, vec![n(4)?, n(5)?]).ok()
 }
 
 /// Go's `ParseECPrivateKey`; `curve` comes from PKCS#8 parameters when the SEC 1 structure
@@ -234,20 +256,122 @@ impl Key {
     }
 }
 
-/// sprig's `parsePrivateKeyPEM`.
+/// One DER element as Go's `encoding/asn1` reads it: single-byte tag (the only kind a DSA key
+/// has), definite length in the shortest form. Returns the tag, the content and the rest.
+fn read_strict(d: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let tag = *d.first()?;
+    if tag & 0x1f == 0x1f {
+        return None;
+    }
+    let first = *d.get(1)?;
+    let (len, hdr) = if first < 0x80 {
+        (usize::from(first), 2)
+    } else {
+        let n = usize::from(first & 0x7f);
+        // 0x80 is BER's indefinite length; Go refuses lengths that do not fit an int32.
+        if n == 0 || n > 4 || d.len() < 2 + n || d[2] == 0 {
+            return None;
+        }
+        let len = d[2..2 + n]
+            .iter()
+            .fold(0usize, |l, b| (l << 8) | usize::from(*b));
+        if len < 0x80 || len > i32::MAX as usize {
+            return None;
+        }
+        (len, 2 + n)
+    };
+    let end = hdr.checked_add(len)?;
+    (d.len() >= end).then(|| (tag, &d[hdr..end], &d[end..]))
+}
+
+/// An INTEGER's content as Go accepts it: not empty, in the fewest bytes.
+fn minimal_int(c: &[u8]) -> bool {
+    match c {
+        [] => false,
+        [_] => true,
+        [a, b, ..] => !((*a == 0 && b & 0x80 == 0) || (*a == 0xff && b & 0x80 != 0)),
+    }
+}
+
+/// The integers of sprig's `DSAKeyFormat` (`Version`, `P`, `Q`, `G`, `Y`, `X`), as Go's
+/// `asn1.Unmarshal` reads the `DSA PRIVATE KEY` PEM block: a SEQUENCE whose first six elements
+/// are minimally encoded INTEGERs (the version fitting 64 bits); later elements and bytes after
+/// the SEQUENCE are ignored, and the numbers are not checked further. Each integer is its
+/// two's-complement content bytes.
+pub fn parse_dsa(der: &[u8]) -> Option<[Vec<u8>; 6]> {
+    let (0x30, mut body, _) = read_strict(der)? else {
+        return None;
+    };
+    let mut ints: [Vec<u8>; 6] = Default::default();
+    for (i, slot) in ints.iter_mut().enumerate() {
+        let (0x02, c, rest) = read_strict(body)? else {
+            return None;
+        };
+        if !minimal_int(c) || (i == 0 && c.len() > 8) {
+            return None;
+        }
+        *slot = c.to_vec();
+        body = rest;
+    }
+    Some(ints)
+}
+
+/// Generates a key as sprig's `genPrivateKey "dsa"` does: fresh parameters of Go's
+/// `dsa.L2048N256` sizes (2048-bit `p`, 256-bit `q`), a key pair on them, and sprig's
+/// `DSAKeyFormat` DER (version 0, `p`, `q`, `g`, `y`, `x`).
+pub fn generate_dsa() -> Result<Vec<u8>, String> {
+    use dsa::{Components, KeySize, SigningKey};
+    let mut rng = getrandom::SysRng;
+    let components =
+        Components::try_generate_from_rng_with_key_size(&mut rng, KeySize::DSA_2048_256)
+            .map_err(|e| format!("failed to generate dsa params: {e}"))?;
+    let key = SigningKey::try_generate_from_rng_with_components(&mut rng, components)
+        .map_err(|e| format!("failed to generate private key: {e}"))?;
+    let public = key.verifying_key();
+    let c = public.components();
+    let parts = [
+        pem::uint(&[0]),
+        pem::uint(&c.p().to_be_bytes()),
+        pem::uint(&c.q().to_be_bytes()),
+        pem::uint(&c.g().to_be_bytes()),
+        pem::uint(&public.y().to_be_bytes()),
+        pem::uint(&key.x().to_be_bytes()),
+    ];
+    let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    Ok(pem::seq(&refs))
+}
+
+/// What sprig's `parsePrivateKeyPEM` accepts: every key [`parse_sprig_pem`] returns, and DSA
+/// keys, which Go reads but cannot sign certificates with (`buildCustomCert` takes them).
+pub fn check_sprig_pem(text: &[u8]) -> Result<(), String> {
+    read_sprig_pem(text).map(|_| ())
+}
+
+/// sprig's `parsePrivateKeyPEM`, for keys that sign certificates: a DSA key is the error Go's
+/// `x509.CreateCertificate` gives for it.
 pub fn parse_sprig_pem(text: &[u8]) -> Result<Key, String> {
+    read_sprig_pem(text)?
+        .ok_or_else(|| "x509: certificate private key does not implement crypto.Signer".to_string())
+}
+
+/// sprig's `parsePrivateKeyPEM`: the key, or `None` for a DSA key.
+fn read_sprig_pem(text: &[u8]) -> Result<Option<Key>, String> {
     let (block, _) = pem::decode(text);
     let block = block.ok_or_else(|| "no PEM data in input".to_string())?;
     let bad = |what: &str| format!("{what}: invalid key");
     match block.kind.as_slice() {
-        b"PRIVATE KEY" => parse_pkcs8(&block.bytes).ok_or_else(|| bad("decoding PEM as PKCS#8")),
-        b"RSA PRIVATE KEY" => {
-            parse_pkcs1(&block.bytes).ok_or_else(|| bad("parsing RSA private key from PEM"))
-        }
-        b"EC PRIVATE KEY" => {
-            parse_sec1(&block.bytes, None).ok_or_else(|| bad("parsing EC private key from PEM"))
-        }
-        b"DSA PRIVATE KEY" => Err("DSA keys are not supported".into()),
+        b"PRIVATE KEY" => parse_pkcs8(&block.bytes)
+            .map(Some)
+            .ok_or_else(|| bad("decoding PEM as PKCS#8")),
+        b"RSA PRIVATE KEY" => parse_pkcs1(&block.bytes)
+            .map(Some)
+            .ok_or_else(|| bad("parsing RSA private key from PEM")),
+        b"EC PRIVATE KEY" => parse_sec1(&block.bytes, None)
+            .map(Some)
+            .ok_or_else(|| bad("parsing EC private key from PEM")),
+        b"DSA PRIVATE KEY" => parse_dsa(&block.bytes)
+            .map(|_| None)
+            .ok_or_else(|| bad("parsing DSA private key from PEM")),
         k if k.ends_with(b" PRIVATE KEY") => Err("invalid private key type".into()),
         _ => Err("no private key data in PEM block".into()),
     }

@@ -53,6 +53,9 @@ pub enum Ty {
     Time,
     /// sprig's `certificate` struct.
     Cert,
+    /// sprig's `HashAlgorithm`, a named string type: only a string constant in the template
+    /// converts to it; a string value (from data, a variable or a pipeline) does not.
+    HashAlgorithm,
 }
 
 impl Ty {
@@ -71,6 +74,7 @@ impl Ty {
             Ty::Map => "map[string]interface {}",
             Ty::Time => "time.Time",
             Ty::Cert => "sprig.certificate",
+            Ty::HashAlgorithm => "sprig.HashAlgorithm",
         }
     }
 }
