@@ -12,7 +12,11 @@
 //! - for a refresh due only because time passed, not before the start of the refresh's jitter
 //!   window (a tenth of the refresh interval, as the jitter itself), at most
 //!   [`MAX_AGE`](lockstep_providers::coalesce::MAX_AGE);
-//! - otherwise not before [`MAX_AGE`](lockstep_providers::coalesce::MAX_AGE) ago.
+//! - otherwise not before [`MAX_AGE`](lockstep_providers::coalesce::MAX_AGE) ago, nor
+//!   before one refresh interval ago.
+//!
+//! The sync's `refreshTime` is the start of the oldest read it used, so that a shared read
+//! never makes a Secret's data older than its refresh interval without a refresh being due.
 //!
 //! Object timestamps come from the apiserver's clock and are compared with Lockstep's; the
 //! bound assumes the two agree to well within a second (NTP).
@@ -68,8 +72,10 @@ pub fn shared_reads_since(
 ) -> SystemTime {
     let window = if periodic {
         (interval / 10).min(MAX_AGE)
-    } else {
+    } else if interval.is_zero() {
         MAX_AGE
+    } else {
+        interval.min(MAX_AGE)
     };
     let by_age = now.checked_sub(window).unwrap_or(now);
     match last_change(es) {
@@ -187,6 +193,15 @@ mod tests {
         assert_eq!(
             secs(shared_reads_since(&es, Duration::from_secs(60), true, now)),
             994.0
+        );
+        // Never a read older than the refresh interval.
+        assert_eq!(
+            secs(shared_reads_since(&es, Duration::from_secs(30), false, now)),
+            970.0
+        );
+        assert_eq!(
+            secs(shared_reads_since(&es, Duration::ZERO, false, now)),
+            1_000.0 - MAX_AGE.as_secs_f64()
         );
         // Nothing known: only reads from now on.
         let mut es = object(100, vec![]);
