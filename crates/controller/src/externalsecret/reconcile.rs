@@ -370,9 +370,10 @@ async fn sync(
         fetch::fetch(ctx, es, &namespace, seen),
     )
     .await;
-    // The data is as old as the oldest shared read it came from; reads that are not shared
-    // (other providers) started after `now`.
-    let read_at = oldest_read.map_or(now, |t| t.min(now));
+    // The data is as old as the oldest coalesced read it came from (for the sync that started
+    // a read, when that read started, so that it and the syncs that shared the read get the
+    // same time); reads that are not coalesced (other providers) started after `now`.
+    let read_at = oldest_read.unwrap_or(now);
     let fetched = match fetched? {
         Outcome::OtherController => return Ok(Action::await_change()),
         Outcome::StoreBusy => {

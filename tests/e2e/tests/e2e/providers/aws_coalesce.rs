@@ -386,7 +386,11 @@ async fn a_refresh_cycle_shares_one_read_per_key() {
             .filter(|(kk, _)| *kk == k)
             .map(|(_, n)| cycle[n])
             .collect();
-        assert_eq!(of_key.len(), 1, "refreshTimes of {key}: {of_key:?}");
+        assert_eq!(
+            of_key.len(),
+            1,
+            "refreshTimes of {key}: {of_key:?}; cold {cold:?}, cycle {cycle:?}"
+        );
     }
     assert_eq!(
         calls(&proxy, WEB_IDENTITY, &role, start).await,
