@@ -996,3 +996,124 @@ async fn a_refused_batch_read_falls_back_to_single_reads_and_is_remembered() {
     );
     lockstep.stop().await;
 }
+
+/// A ClusterSecretStore whose `jwt.serviceAccountRef` names no namespace authenticates, for
+/// each ExternalSecret, as that ServiceAccount in the ExternalSecret's namespace (referent
+/// auth): two namespaces with their own `reader` and role each read the secret under their
+/// own identity (the subject the proxy's TokenReview saw), and a third namespace whose
+/// `reader` its role does not trust gets AccessDenied and no Secret.
+#[tokio::test]
+async fn a_cluster_store_with_referent_irsa_acts_as_each_namespaces_service_account() {
+    let _serial = lockstep_e2e::cluster_scoped().await;
+    let admin = test_env().admin_client().await;
+    ensure_crds(&admin).await;
+    let proxy = AwsProxy::new();
+    let key = unique_name("referent");
+    sm().await
+        .create_secret()
+        .name(&key)
+        .secret_string("referent-v1")
+        .send()
+        .await
+        .expect("create");
+    let a = TestNamespace::create(&admin, "aws-ref-a").await;
+    let b = TestNamespace::create(&admin, "aws-ref-b").await;
+    let c = TestNamespace::create(&admin, "aws-ref-untrusted").await;
+    let reader = |ns: &TestNamespace| format!("system:serviceaccount:{}:reader", ns.name());
+    let role = |ns: &TestNamespace| format!("arn:aws:iam::123456789012:role/{}", ns.name());
+    // a and b trust their own reader; c's role trusts a's reader, not c's.
+    for (ns, trusted) in [(&a, &a), (&b, &b), (&c, &a)] {
+        proxy.trust(&role(ns), &[reader(trusted)], &[]).await;
+        service_account(
+            &admin,
+            ns.name(),
+            "reader",
+            json!({ "eks.amazonaws.com/role-arn": role(ns) }),
+        )
+        .await;
+    }
+    let stores = Api::<lockstep_api::secret_store::ClusterSecretStore>::all(admin.clone());
+    let css: lockstep_api::secret_store::ClusterSecretStore = serde_json::from_value(json!({
+        "apiVersion": "external-secrets.io/v1", "kind": "ClusterSecretStore",
+        "metadata": { "name": key },
+        "spec": { "provider": { "aws": { "service": "SecretsManager", "region": "us-east-1",
+            "auth": { "jwt": { "serviceAccountRef": { "name": "reader" } } } } } }
+    }))
+    .expect("css");
+    stores
+        .create(&PostParams::default(), &css)
+        .await
+        .expect("create ClusterSecretStore");
+    let mut running = Vec::new();
+    for ns in [&a, &b, &c] {
+        running.push(Lockstep::start_with(
+            admin.clone(),
+            lockstep_controller::Config {
+                namespace: Some(ns.name().to_owned()),
+                ..Default::default()
+            },
+        ));
+        create_es(
+            &admin,
+            ns.name(),
+            json!({
+                "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+                "metadata": { "name": "app" },
+                "spec": { "refreshInterval": "1h",
+                          "secretStoreRef": { "name": key, "kind": "ClusterSecretStore" },
+                          "data": [{ "secretKey": "value", "remoteRef": { "key": key } }] }
+            }),
+        )
+        .await;
+    }
+    for ns in [&a, &b] {
+        wait_secret(
+            &admin,
+            ns.name(),
+            "app",
+            "the Secret read as its namespace's reader",
+            |s| value(s, "value").as_deref() == Some("referent-v1"),
+        )
+        .await;
+    }
+    wait_ready_reason(&admin, c.name(), "app", "SecretSyncedError").await;
+    let message = ready_message(&admin, c.name(), "app").await;
+    assert!(message.contains("AccessDenied"), "{message}");
+    assert!(
+        secret_value(&admin, c.name(), "app", "value")
+            .await
+            .is_none()
+    );
+
+    let log = proxy.log().await;
+    let web_identity = |ns: &TestNamespace| {
+        log.iter()
+            .filter(|e| e["action"] == "sts.AssumeRoleWithWebIdentity")
+            .filter(|e| {
+                e["ids"]
+                    .as_array()
+                    .is_some_and(|ids| ids.iter().any(|i| *i == role(ns)))
+            })
+            .map(|e| {
+                (
+                    e["subject"].as_str().unwrap_or_default().to_owned(),
+                    e["status"].as_u64().unwrap_or_default(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(web_identity(&a), vec![(reader(&a), 200)]);
+    assert_eq!(web_identity(&b), vec![(reader(&b), 200)]);
+    let refused = web_identity(&c);
+    assert!(
+        !refused.is_empty() && refused.iter().all(|r| *r == (reader(&c), 403)),
+        "c's own reader, refused: {refused:?}"
+    );
+    for l in running {
+        l.stop().await;
+    }
+    stores
+        .delete(&key, &kube::api::DeleteParams::default())
+        .await
+        .expect("delete ClusterSecretStore");
+}
