@@ -648,6 +648,41 @@ for user, actions in [("allowed", ["secretsmanager:GetSecretValue", "secretsmana
 print(json.dumps(out))
 "#;
 
+/// Runs an IAM setup script (Python with boto3 from the environment's virtualenv, against
+/// the moto that enforces IAM) with `args`, and returns what it printed, as JSON.
+async fn iam_setup(script: &str, args: &[&str]) -> Value {
+    let out =
+        tokio::process::Command::new(format!("{}/bin/python", test_env().var("LOCKSTEP_VENV")))
+            .arg("-c")
+            .arg(script)
+            .args(args)
+            .output()
+            .await
+            .expect("python");
+    assert!(
+        out.status.success(),
+        "IAM setup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("IAM setup output")
+}
+
+/// Sends the calls signed with `key` (`{"id", "secret"}`) to the moto that enforces IAM, and
+/// keeps the key in Secret `name` of `ns` (keys `id` and `secret`).
+async fn iam_key_secret(admin: &Client, proxy: &AwsProxy, ns: &str, name: &str, key: &Value) {
+    let id = key["id"].as_str().expect("id");
+    proxy.route_to_iam(id).await;
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": { "name": name },
+        "stringData": { "id": id, "secret": key["secret"] }
+    }))
+    .expect("secret");
+    Api::<Secret>::namespaced(admin.clone(), ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("key Secret");
+}
+
 #[tokio::test]
 async fn iam_refusal_is_access_denied_and_leaves_the_secret_untouched() {
     let env = test_env();
@@ -656,32 +691,16 @@ async fn iam_refusal_is_access_denied_and_leaves_the_secret_untouched() {
     let ns = TestNamespace::create(&admin, "aws-iam").await;
     let proxy = AwsProxy::new();
     let name = unique_name("iam");
-    let out = tokio::process::Command::new(format!("{}/bin/python", env.var("LOCKSTEP_VENV")))
-        .arg("-c")
-        .arg(IAM_SETUP)
-        .arg(&name)
-        .arg(&name)
-        .output()
-        .await
-        .expect("python");
-    assert!(
-        out.status.success(),
-        "IAM setup: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let keys: Value = serde_json::from_slice(&out.stdout).expect("keys");
+    let keys = iam_setup(IAM_SETUP, &[&name, &name]).await;
     for user in ["allowed", "denied"] {
-        let id = keys[user]["id"].as_str().expect("id");
-        proxy.route_to_iam(id).await;
-        let secret: Secret = serde_json::from_value(json!({
-            "metadata": { "name": format!("aws-{user}") },
-            "stringData": { "id": id, "secret": keys[user]["secret"] }
-        }))
-        .expect("secret");
-        Api::<Secret>::namespaced(admin.clone(), ns.name())
-            .create(&PostParams::default(), &secret)
-            .await
-            .expect("key Secret");
+        iam_key_secret(
+            &admin,
+            &proxy,
+            ns.name(),
+            &format!("aws-{user}"),
+            &keys[user],
+        )
+        .await;
     }
     let auth = |user: &str| {
         json!({ "secretRef": {
@@ -819,30 +838,8 @@ async fn a_refused_batch_read_falls_back_to_single_reads_and_is_remembered() {
     let ns = TestNamespace::create(&admin, "aws-nobatch").await;
     let proxy = AwsProxy::new();
     let name = unique_name("nobatch");
-    let out = tokio::process::Command::new(format!("{}/bin/python", env.var("LOCKSTEP_VENV")))
-        .arg("-c")
-        .arg(NO_BATCH_SETUP)
-        .arg(&name)
-        .output()
-        .await
-        .expect("python");
-    assert!(
-        out.status.success(),
-        "IAM setup: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let key: Value = serde_json::from_slice(&out.stdout).expect("key");
-    let id = key["id"].as_str().expect("id");
-    proxy.route_to_iam(id).await;
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": { "name": "aws-nobatch" },
-        "stringData": { "id": id, "secret": key["secret"] }
-    }))
-    .expect("secret");
-    Api::<Secret>::namespaced(admin.clone(), ns.name())
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("key Secret");
+    let key = iam_setup(NO_BATCH_SETUP, &[&name]).await;
+    iam_key_secret(&admin, &proxy, ns.name(), "aws-nobatch", &key).await;
     let auth = json!({ "secretRef": {
         "accessKeyIDSecretRef": { "name": "aws-nobatch", "key": "id" },
         "secretAccessKeySecretRef": { "name": "aws-nobatch", "key": "secret" }
