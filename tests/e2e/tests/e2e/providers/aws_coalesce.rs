@@ -431,3 +431,76 @@ async fn a_refresh_cycle_shares_one_read_per_key() {
         1.0
     );
 }
+
+/// Credentials are kept until shortly before they expire, and no longer: with IRSA
+/// credentials that last 40 s (the AWS proxy rewrites STS's expiry; moto's last an hour),
+/// syncs in the first part of the lifetime make no STS call, and a sync after the renewal
+/// point (half the lifetime before the expiry, for a lifetime this short) gets new
+/// credentials with one more AssumeRoleWithWebIdentity.
+#[tokio::test]
+async fn credentials_are_renewed_shortly_before_they_expire_and_not_before() {
+    const LIFETIME: f64 = 40.0;
+    let admin = lockstep_e2e::test_env().admin_client().await;
+    ensure_crds(&admin).await;
+    let ns = TestNamespace::create(&admin, "aws-expiry").await;
+    let proxy = AwsProxy::new();
+    let key = unique_name("expiry");
+    let sm = sm().await;
+    sm.create_secret()
+        .name(&key)
+        .secret_string("expiry-0")
+        .send()
+        .await
+        .expect("create");
+    let role = irsa_store(&admin, &proxy, ns.name(), &key).await;
+    proxy.expires(WEB_IDENTITY, &role, LIFETIME, 100).await;
+    let lockstep = Lockstep::start(admin.clone(), ns.name());
+    create_es(&admin, ns.name(), es("app", &key, "1h", None)).await;
+    wait_secret(&admin, ns.name(), "app", "the first sync", |s| {
+        value(s, "value").as_deref() == Some("expiry-0")
+    })
+    .await;
+    let built = std::time::Instant::now();
+    let rotate_and_sync = |v: String| {
+        let (admin, sm, key, ns) = (admin.clone(), sm.clone(), key.clone(), ns.name().to_owned());
+        async move {
+            sm.put_secret_value()
+                .secret_id(&key)
+                .secret_string(&v)
+                .send()
+                .await
+                .expect("rotate");
+            force_sync(&admin, &ns, "app").await;
+            wait_secret(&admin, &ns, "app", "the rotated value", |s| {
+                value(s, "value").as_deref() == Some(v.as_str())
+            })
+            .await;
+        }
+    };
+    for i in 1..=3 {
+        rotate_and_sync(format!("expiry-{i}")).await;
+    }
+    let early = built.elapsed();
+    assert!(
+        early < Duration::from_secs_f64(LIFETIME / 2.0 - 4.0),
+        "the early syncs took {early:?}; too slow to tell renewal from caching"
+    );
+    assert_eq!(
+        calls(&proxy, WEB_IDENTITY, &role, 0).await,
+        1,
+        "no STS call while the credentials are good"
+    );
+    // Past the renewal point (20 s before the expiry), still before the expiry.
+    tokio::time::sleep(
+        Duration::from_secs_f64(LIFETIME / 2.0 + 2.0).saturating_sub(built.elapsed()),
+    )
+    .await;
+    rotate_and_sync("expiry-renewed".into()).await;
+    assert!(built.elapsed() < Duration::from_secs_f64(LIFETIME));
+    assert_eq!(
+        calls(&proxy, WEB_IDENTITY, &role, 0).await,
+        2,
+        "renewed once, before the old credentials expired"
+    );
+    lockstep.stop().await;
+}

@@ -79,6 +79,17 @@ impl AwsProxy {
         .await;
     }
 
+    /// The next `count` answers of `action` naming `matching` (an STS call) carry credentials
+    /// that expire `seconds` from now.
+    pub(crate) async fn expires(&self, action: &str, matching: &str, seconds: f64, count: u32) {
+        self.post(
+            "fault",
+            json!({ "action": action, "kind": "expires", "match": matching, "count": count,
+                    "seconds": seconds }),
+        )
+        .await;
+    }
+
     /// Drops the faults injected for `matching`.
     pub(crate) async fn clear(&self, matching: &str) {
         self.post("clear", json!({ "match": matching })).await;
