@@ -10,7 +10,9 @@ This proxy forwards every request to moto, except that:
   answered with AWS's AccessDenied (HTTP 403, STS's XML error shape). A role without a trust
   entry trusts nobody.
 * Faults are injected on demand: N throttling errors, N server errors, N BatchGetSecretValue
-  answers with per-secret errors, each for requests of one action whose identifiers match.
+  answers with per-secret errors, N answers delayed by some seconds (a slow AWS), N STS
+  answers whose credentials expire some seconds from now (moto's last an hour), each for
+  requests of one action whose identifiers match.
 * Requests signed with an access key registered under `/lockstep-admin/route` go to another
   upstream (the moto that enforces IAM).
 * CONNECT requests (the proxy as HTTPS_PROXY) are logged; a tunnel is opened only to loopback.
@@ -20,7 +22,8 @@ This proxy forwards every request to moto, except that:
 Tests drive it through `/lockstep-admin/`:
   POST /lockstep-admin/trust   {"role": ARN, "subjects": [...], "audiences": [...]}
   POST /lockstep-admin/fault   {"action": "secretsmanager.GetSecretValue", "match": ID,
-                                "kind": "throttle"|"5xx"|"partial", "count": N}
+                                "kind": "throttle"|"5xx"|"partial"|"delay"|"expires",
+                                "count": N, "seconds": S (delay: at most 30; expires: from now)}
   POST /lockstep-admin/clear   {"match": ID}   drop the faults injected for ID
   POST /lockstep-admin/route   {"access_key_id": AKID, "upstream": NAME}
   GET  /lockstep-admin/log     every request seen: action, identifiers, region, status, fault
@@ -42,6 +45,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 import urllib.parse
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -202,10 +206,13 @@ class Handler(BaseHTTPRequestHandler):
                                      "audiences": list(doc.get("audiences") or DEFAULT_AUDIENCES)}
             return self._json(200, {"ok": True})
         if method == "POST" and what == "fault":
-            if doc.get("kind") not in ("throttle", "5xx", "partial") or not doc.get("action"):
-                return self._json(400, {"error": "action and kind (throttle, 5xx, partial) are required"})
+            kinds = ("throttle", "5xx", "partial", "delay", "expires")
+            if doc.get("kind") not in kinds or not doc.get("action"):
+                return self._json(400, {"error": f"action and kind ({', '.join(kinds)}) are required"})
+            seconds = max(float(doc.get("seconds", 0)), 0.0)
             fault = {"action": doc["action"], "kind": doc["kind"], "count": int(doc.get("count", 1)),
-                     "match": doc.get("match") or ""}
+                     "match": doc.get("match") or "",
+                     "seconds": min(seconds, 30.0) if doc["kind"] == "delay" else seconds}
             with STATE.lock:
                 STATE.faults.append(fault)
             return self._json(200, {"ok": True})
@@ -284,12 +291,18 @@ class Handler(BaseHTTPRequestHandler):
             STATE.record(entry)
             return self._send(*aws_error(protocol, status, code, message))
 
+        if fault and fault["kind"] == "delay":
+            time.sleep(fault["seconds"])
+            entry["fault"] = "delay"
         status, headers, out = self._forward(STATE.upstreams[upstream], path, body)
         if protocol == "json" and status >= 400 and out.lstrip().startswith(b"<"):
             headers, out = json_error(status, out)
         if fault and fault["kind"] == "partial" and status == 200:
             out = partial(out)
             entry["fault"] = "partial"
+        if fault and fault["kind"] == "expires" and status == 200:
+            out = expiring(out, fault["seconds"])
+            entry["fault"] = "expires"
         entry["status"] = status
         STATE.record(entry)
         self._send(status, headers, out)
@@ -358,6 +371,12 @@ def json_error(status: int, out: bytes) -> tuple[dict, bytes]:
         name = "AccessDeniedException"
     _, headers, body = aws_error("json", status, name, message.group(1).decode() if message else "")
     return headers, body
+
+
+def expiring(out: bytes, seconds: float) -> bytes:
+    """An STS answer whose credentials expire `seconds` from now."""
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + seconds))
+    return re.sub(rb"<Expiration>[^<]*</Expiration>", f"<Expiration>{at}</Expiration>".encode(), out)
 
 
 def partial(out: bytes) -> bytes:

@@ -28,6 +28,9 @@ pub struct Config {
     pub per_store_concurrency: usize,
     /// How often stores are validated when they do not say.
     pub store_requeue_interval: Duration,
+    /// How long an AWS client whose credentials do not expire (static keys, the SDK's default
+    /// chain) is reused before it is built again, re-reading its keys or token file.
+    pub aws_client_recheck: Duration,
     /// Whether ClusterSecretStores are served at all.
     pub cluster_stores: bool,
     /// Refuse ClusterSecretStores without `conditions` (ESO allows them from every namespace).
@@ -44,6 +47,7 @@ impl Default for Config {
             concurrency: 8,
             per_store_concurrency: 4,
             store_requeue_interval: Duration::from_secs(300),
+            aws_client_recheck: lockstep_providers::aws::DEFAULT_RECHECK,
             cluster_stores: true,
             require_store_conditions: false,
             reload: crate::reload::ReloadConfig::default(),
@@ -85,8 +89,11 @@ impl Context {
         };
         let config_concurrency = config.concurrency;
         let metrics = Metrics::default();
-        let aws_clients = lockstep_providers::aws::AwsCache::default()
-            .with_observer(metrics.provider_call_observer());
+        let aws_clients = lockstep_providers::aws::AwsCache::new(
+            lockstep_providers::aws::DEFAULT_CAPACITY,
+            config.aws_client_recheck,
+        )
+        .with_observer(metrics.provider_call_observer());
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,

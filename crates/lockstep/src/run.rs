@@ -33,6 +33,11 @@ pub struct RunArgs {
     /// Address of /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8082")]
     health_addr: SocketAddr,
+    /// Seconds an AWS client whose credentials do not expire (static keys from a Secret, the
+    /// SDK's default chain with its web-identity token file) is reused before it is built
+    /// again, reading the keys or the token file anew.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    aws_client_recheck_seconds: u64,
     /// Do not serve ClusterSecretStores.
     #[arg(long)]
     disable_cluster_stores: bool,
@@ -110,6 +115,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         controller_class: args.controller_class,
         concurrency: args.concurrency,
         per_store_concurrency: args.per_store_concurrency,
+        aws_client_recheck: std::time::Duration::from_secs(args.aws_client_recheck_seconds),
         cluster_stores: !args.disable_cluster_stores,
         require_store_conditions: args.require_store_conditions,
         reload: lockstep_controller::reload::ReloadConfig {

@@ -12,11 +12,16 @@
 //! - outside such a scope, only reads still in flight are joined (the answer is at most one
 //!   in-flight read old) and a finished read is never reused.
 //!
+//! A scope also tells when the oldest read it used started ([`share_reads_timed`]): the
+//! controller counts an ExternalSecret's next refresh from then, so the ExternalSecrets served
+//! by one read fall due together and share one read again.
+//!
 //! Finished reads are kept at most [`MAX_AGE`], at most [`MAX_ENTRIES`] of them and at most
 //! [`MAX_BYTES`] of values (the oldest dropped first), so coalescing never holds more than a
 //! bounded amount of secret data. Values stay in [`SecretValue`] (zeroized on drop, redacted in
 //! `Debug`); keys are identifiers only.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Mutex, MutexGuard};
@@ -35,18 +40,52 @@ pub const MAX_ENTRIES: usize = 4096;
 /// The most value bytes kept in finished reads per client.
 pub const MAX_BYTES: usize = 8 << 20;
 
+/// What a scope allows, and what its reads were.
+struct Scope {
+    /// The earliest start of a read the scope may share.
+    not_before: SystemTime,
+    /// The start of the oldest read (shared or new) used inside the scope.
+    oldest: Cell<Option<SystemTime>>,
+}
+
 tokio::task_local! {
-    static NOT_BEFORE: SystemTime;
+    static SCOPE: Scope;
 }
 
 /// Runs `f` with reads shared from any read that started at or after `not_before`.
 pub async fn share_reads_since<F: std::future::Future>(not_before: SystemTime, f: F) -> F::Output {
-    NOT_BEFORE.scope(not_before, f).await
+    share_reads_timed(not_before, f).await.0
+}
+
+/// As [`share_reads_since`], and also returns when the oldest read `f` used started (`None`
+/// when it used no coalesced read): the age of the data `f` got.
+pub async fn share_reads_timed<F: std::future::Future>(
+    not_before: SystemTime,
+    f: F,
+) -> (F::Output, Option<SystemTime>) {
+    let scope = Scope {
+        not_before,
+        oldest: Cell::new(None),
+    };
+    SCOPE
+        .scope(scope, async move {
+            let out = f.await;
+            (out, SCOPE.with(|s| s.oldest.get()))
+        })
+        .await
 }
 
 /// The `not_before` of the current scope, if any.
 fn current_not_before() -> Option<SystemTime> {
-    NOT_BEFORE.try_with(|t| *t).ok()
+    SCOPE.try_with(|s| s.not_before).ok()
+}
+
+/// Notes, in the current scope, a read that started at `started`.
+fn note_read(started: SystemTime) {
+    let _ = SCOPE.try_with(|s| {
+        let oldest = s.oldest.get().map_or(started, |o| o.min(started));
+        s.oldest.set(Some(oldest));
+    });
 }
 
 type Read = Shared<BoxFuture<'static, Result<SecretValue>>>;
@@ -105,13 +144,17 @@ impl<K: Hash + Eq + Clone + Send + 'static> Flights<K> {
                 None => !f.finished(),
             });
             if usable {
-                flights[&key].read.clone()
+                let flight = &flights[&key];
+                note_read(flight.started);
+                flight.read.clone()
             } else {
                 let read = read().shared();
+                let started = SystemTime::now();
+                note_read(started);
                 flights.insert(
                     key.clone(),
                     Flight {
-                        started: SystemTime::now(),
+                        started,
                         started_at: Instant::now(),
                         read: read.clone(),
                         bytes: 0,
@@ -282,6 +325,40 @@ mod tests {
         .unwrap();
         assert_eq!(shared.expose(), b"new");
         assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_scope_reports_the_start_of_the_oldest_read_it_used() {
+        let flights = Flights::<&'static str>::default();
+        let calls = Arc::new(AtomicU32::new(0));
+        let before = SystemTime::now() - Duration::from_secs(1);
+        let (_, first) = share_reads_timed(
+            before,
+            flights.get("a", counted(&calls, "v", Duration::ZERO)),
+        )
+        .await;
+        let first = first.expect("a new read is reported");
+        assert!(first >= before && first <= SystemTime::now());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // A later caller that shares "a" and reads "b" afresh got data as old as "a"'s read.
+        let ((), oldest) = share_reads_timed(before, async {
+            let b_started = SystemTime::now();
+            flights
+                .get("b", counted(&calls, "w", Duration::ZERO))
+                .await
+                .unwrap();
+            flights
+                .get("a", counted(&calls, "x", Duration::ZERO))
+                .await
+                .unwrap();
+            assert!(b_started > first);
+        })
+        .await;
+        assert_eq!(oldest, Some(first), "the shared read's start, not now");
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "a was shared, b was read");
+        // No coalesced read: nothing to report.
+        let ((), none) = share_reads_timed(before, async {}).await;
+        assert_eq!(none, None);
     }
 
     #[tokio::test]

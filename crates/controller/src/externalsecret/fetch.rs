@@ -122,8 +122,8 @@ async fn client_for(
 
 fn count(
     metrics: &crate::metrics::Metrics,
-    provider: &str,
-    call: &str,
+    provider: &'static str,
+    call: &'static str,
     result: &std::result::Result<impl Sized, ProviderError>,
 ) {
     let status = match result {
@@ -138,8 +138,8 @@ fn count(
 /// is unavailable.
 async fn call<T, F, Fut>(
     metrics: &crate::metrics::Metrics,
-    provider: &str,
-    name: &str,
+    provider: &'static str,
+    name: &'static str,
     retry: Retry,
     f: F,
 ) -> std::result::Result<T, ProviderError>

@@ -230,9 +230,29 @@ fn refresh_interval(es: &ExternalSecret) -> Result<Duration> {
 
 /// Time since the last sync, if there was one.
 fn since_refresh(es: &ExternalSecret) -> Option<Duration> {
-    let t = es.status.as_ref()?.refresh_time.as_ref()?;
+    es.status.as_ref()?.refresh_time.as_ref().map(since)
+}
+
+/// Time since `t` (zero for a time in the future).
+fn since(t: &Time) -> Duration {
     let elapsed = k8s_openapi::jiff::Timestamp::now().duration_since(t.0);
-    Some(elapsed.unsigned_abs())
+    if elapsed.is_negative() {
+        Duration::ZERO
+    } else {
+        elapsed.unsigned_abs()
+    }
+}
+
+/// The `refreshTime` of a sync whose data was read at `read_at`: the read's start. A refresh
+/// is counted from when the data was read, not from when the sync finished, so every
+/// ExternalSecret served by one shared read falls due at the same moment (with the same
+/// jitter, see `sharing::jitter`) and shares one read again, and no Secret holds data older
+/// than its refresh interval (plus jitter) without a refresh being due.
+fn refresh_time(read_at: std::time::SystemTime) -> Time {
+    Time(
+        k8s_openapi::jiff::Timestamp::try_from(read_at)
+            .unwrap_or_else(|_| k8s_openapi::jiff::Timestamp::now()),
+    )
 }
 
 /// ESO's refresh decision.
@@ -271,10 +291,11 @@ fn is_periodic_refresh(es: &ExternalSecret, secret_valid: bool) -> bool {
     secret_valid && synced == Some(hash::synced_resource_version(&es.metadata).as_str())
 }
 
-/// When to look again after a sync: the rest of the interval plus up to 10% jitter, so that
+/// When to look again after the sync of `refreshed` (the `refreshTime` just written, or the
+/// one in the status): the rest of the interval plus up to 10% jitter, so that
 /// ExternalSecrets synced together do not all refresh together; the jitter is the same for
 /// ExternalSecrets that read the same key, which then share one read.
-fn next_refresh(es: &ExternalSecret, interval: Duration) -> Action {
+fn next_refresh(es: &ExternalSecret, interval: Duration, refreshed: Option<&Time>) -> Action {
     if interval.is_zero()
         || es
             .spec
@@ -283,7 +304,7 @@ fn next_refresh(es: &ExternalSecret, interval: Duration) -> Action {
     {
         return Action::await_change();
     }
-    let left = interval.saturating_sub(since_refresh(es).unwrap_or_default());
+    let left = interval.saturating_sub(refreshed.map(since).unwrap_or_default());
     Action::requeue(left + sharing::jitter(es, interval))
 }
 
@@ -324,7 +345,8 @@ async fn sync(
         (None, _) => false,
     };
     if !should_refresh(es, interval) && valid {
-        return Ok(next_refresh(es, interval));
+        let refreshed = es.status.as_ref().and_then(|s| s.refresh_time.as_ref());
+        return Ok(next_refresh(es, interval, refreshed));
     }
     // New and changed ExternalSecrets go before periodic refreshes: a refresh that is only due
     // by time needs one of the refresh slots (half the workers) and otherwise waits a moment.
@@ -341,13 +363,18 @@ async fn sync(
         None
     };
 
-    let since = sharing::shared_reads_since(es, interval, periodic, std::time::SystemTime::now());
-    let fetched = match lockstep_providers::coalesce::share_reads_since(
+    let now = std::time::SystemTime::now();
+    let since = sharing::shared_reads_since(es, interval, periodic, now);
+    let (fetched, oldest_read) = lockstep_providers::coalesce::share_reads_timed(
         since,
         fetch::fetch(ctx, es, &namespace, seen),
     )
-    .await?
-    {
+    .await;
+    // The data is as old as the oldest coalesced read it came from (for the sync that started
+    // a read, when that read started, so that it and the syncs that shared the read get the
+    // same time); reads that are not coalesced (other providers) started after `now`.
+    let read_at = oldest_read.unwrap_or(now);
+    let fetched = match fetched? {
         Outcome::OtherController => return Ok(Action::await_change()),
         Outcome::StoreBusy => {
             let ms = rand::rng().random_range(200..=1000);
@@ -383,7 +410,7 @@ async fn sync(
             reason,
             message,
         )]);
-        status.refresh_time = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+        status.refresh_time = Some(refresh_time(read_at));
         status.synced_resource_version = Some(hash::synced_resource_version(&es.metadata));
     };
 
@@ -419,7 +446,7 @@ async fn sync(
         memory.remember(&es.uid().unwrap_or_default(), &status);
         ctx.metrics
             .set_condition(&name, &namespace, "Ready", "True");
-        return Ok(next_refresh(es, interval));
+        return Ok(next_refresh(es, interval, status.refresh_time.as_ref()));
     }
 
     match (creation, &existing) {
@@ -507,7 +534,7 @@ async fn sync(
     memory.remember(&es.uid().unwrap_or_default(), &status);
     ctx.metrics
         .set_condition(&name, &namespace, "Ready", "True");
-    Ok(next_refresh(es, interval))
+    Ok(next_refresh(es, interval, status.refresh_time.as_ref()))
 }
 
 /// The requeue after an error the reconciler could not record in status.

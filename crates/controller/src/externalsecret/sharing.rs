@@ -9,10 +9,17 @@
 //!   `force-sync`; its status excluded) plus one second, because the apiserver's timestamps
 //!   are whole seconds: a value rotated before someone created or force-synced an
 //!   ExternalSecret is always seen by that sync;
-//! - for a refresh due only because time passed, not before the start of the refresh's jitter
-//!   window (a tenth of the refresh interval, as the jitter itself), at most
-//!   [`MAX_AGE`](lockstep_providers::coalesce::MAX_AGE);
-//! - otherwise not before [`MAX_AGE`](lockstep_providers::coalesce::MAX_AGE) ago.
+//! - for a refresh due only because time passed, not before the moment it fell due (its
+//!   `refreshTime` plus the refresh interval): a read that started after that is as new as
+//!   one the refresh would make itself, however long the refresh then waited in the work
+//!   queue (without a `refreshTime`, not before a tenth of the interval ago);
+//! - never before [`MAX_AGE`](lockstep_providers::coalesce::MAX_AGE) ago (reads are not kept
+//!   longer), and for any other sync not before one refresh interval ago.
+//!
+//! The sync's `refreshTime` is the start of the oldest read it used, so that a shared read
+//! never makes a Secret's data older than its refresh interval without a refresh being due,
+//! and the ExternalSecrets served by one read fall due at the same moment and share the read
+//! of their next refresh, even when a queue spreads them over more than the jitter window.
 //!
 //! Object timestamps come from the apiserver's clock and are compared with Lockstep's; the
 //! bound assumes the two agree to well within a second (NTP).
@@ -66,14 +73,20 @@ pub fn shared_reads_since(
     periodic: bool,
     now: SystemTime,
 ) -> SystemTime {
-    let window = if periodic {
-        (interval / 10).min(MAX_AGE)
-    } else {
-        MAX_AGE
+    let ago = |d: Duration| now.checked_sub(d).unwrap_or(now);
+    let refreshed = es
+        .status
+        .as_ref()
+        .and_then(|s| s.refresh_time.as_ref())
+        .map(|t| SystemTime::from(t.0));
+    let floor = match (periodic, refreshed) {
+        (true, Some(t)) => (t + interval).max(ago(MAX_AGE)).min(now),
+        (true, None) => ago((interval / 10).min(MAX_AGE)),
+        (false, _) if interval.is_zero() => ago(MAX_AGE),
+        (false, _) => ago(interval.min(MAX_AGE)),
     };
-    let by_age = now.checked_sub(window).unwrap_or(now);
     match last_change(es) {
-        Some(changed) => by_age.max(changed + Duration::from_secs(1)),
+        Some(changed) => floor.max(changed + Duration::from_secs(1)),
         None => now,
     }
 }
@@ -186,7 +199,45 @@ mod tests {
         );
         assert_eq!(
             secs(shared_reads_since(&es, Duration::from_secs(60), true, now)),
-            994.0
+            994.0,
+            "a periodic refresh without a refreshTime: a tenth of the interval"
+        );
+        // A periodic refresh: any read that started after it fell due, however late it runs.
+        let mut due = es.clone();
+        due.status = Some(lockstep_api::external_secret::ExternalSecretStatus {
+            refresh_time: Some(at(900)),
+            ..Default::default()
+        });
+        let minute = Duration::from_secs(60);
+        assert_eq!(secs(shared_reads_since(&due, minute, true, now)), 960.0);
+        let mut long_overdue = due.clone();
+        long_overdue.status.as_mut().unwrap().refresh_time = Some(at(500));
+        assert_eq!(
+            secs(shared_reads_since(&long_overdue, minute, true, now)),
+            1_000.0 - MAX_AGE.as_secs_f64(),
+            "not older than reads are kept"
+        );
+        assert_eq!(
+            secs(shared_reads_since(
+                &due,
+                Duration::from_secs(200),
+                true,
+                now
+            )),
+            1_000.0,
+            "never after now"
+        );
+        let mut changed = due.clone();
+        changed.metadata.managed_fields = Some(vec![entry(980, None)]);
+        assert_eq!(secs(shared_reads_since(&changed, minute, true, now)), 981.0);
+        // Never a read older than the refresh interval.
+        assert_eq!(
+            secs(shared_reads_since(&es, Duration::from_secs(30), false, now)),
+            970.0
+        );
+        assert_eq!(
+            secs(shared_reads_since(&es, Duration::ZERO, false, now)),
+            1_000.0 - MAX_AGE.as_secs_f64()
         );
         // Nothing known: only reads from now on.
         let mut es = object(100, vec![]);

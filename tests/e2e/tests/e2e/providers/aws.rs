@@ -578,3 +578,85 @@ async fn syncs_from_secrets_manager_and_parameter_store_through_the_controller()
     .await;
     lockstep.stop().await;
 }
+
+/// A Secrets Manager secret deleted at AWS drives each ExternalSecret's deletionPolicy through
+/// the controller: `Delete` deletes the Secret it owns (reason `SecretDeleted`), `Retain`
+/// keeps the Secret's data and reports the missing secret (`SecretSyncedError`).
+#[tokio::test]
+async fn a_secret_deleted_at_aws_drives_the_deletion_policy() {
+    let admin = test_env().admin_client().await;
+    ensure_crds(&admin).await;
+    let ns = TestNamespace::create(&admin, "aws-deleted").await;
+    key_secret(&admin, ns.name()).await;
+    let key = unique_name("deleted");
+    let sm = sm().await;
+    sm.create_secret()
+        .name(&key)
+        .secret_string("before-the-deletion")
+        .send()
+        .await
+        .expect("create");
+    let lockstep = Lockstep::start(admin.clone(), ns.name());
+    create_store(
+        &admin,
+        ns.name(),
+        json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+            "metadata": { "name": "aws" },
+            "spec": { "provider": { "aws": { "service": "SecretsManager", "region": "us-east-1",
+                "auth": secret_ref_auth() } } }
+        }),
+    )
+    .await;
+    for policy in ["Delete", "Retain"] {
+        create_es(
+            &admin,
+            ns.name(),
+            json!({
+                "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+                "metadata": { "name": policy.to_lowercase() },
+                "spec": { "refreshInterval": "1h", "secretStoreRef": { "name": "aws" },
+                          "target": { "deletionPolicy": policy },
+                          "data": [{ "secretKey": "v", "remoteRef": { "key": key } }] }
+            }),
+        )
+        .await;
+        wait_secret(&admin, ns.name(), &policy.to_lowercase(), "synced", |s| {
+            value(s, "v").as_deref() == Some("before-the-deletion")
+        })
+        .await;
+    }
+    sm.delete_secret()
+        .secret_id(&key)
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+        .expect("delete at AWS");
+    for name in ["delete", "retain"] {
+        super::aws_proxy::force_sync(&admin, ns.name(), name).await;
+    }
+    wait_ready_reason(&admin, ns.name(), "delete", "SecretDeleted").await;
+    lockstep_e2e::eventually(
+        "the Delete policy's Secret gone",
+        lockstep_e2e::TIMEOUT,
+        || {
+            let secrets = Api::<Secret>::namespaced(admin.clone(), ns.name());
+            async move {
+                secrets
+                    .get_opt("delete")
+                    .await
+                    .ok()?
+                    .is_none()
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    wait_ready_reason(&admin, ns.name(), "retain", "SecretSyncedError").await;
+    let kept = Api::<Secret>::namespaced(admin.clone(), ns.name())
+        .get("retain")
+        .await
+        .expect("the Retain policy's Secret");
+    assert_eq!(value(&kept, "v").as_deref(), Some("before-the-deletion"));
+    lockstep.stop().await;
+}

@@ -1,7 +1,8 @@
 //! Identical AWS reads shared across ExternalSecrets, counted at the AWS proxy in front of
 //! moto: many ExternalSecrets on one remote key behind IRSA cost one GetSecretValue and one
 //! AssumeRoleWithWebIdentity, a rotation followed by force-syncs still reaches every one of
-//! them, a periodic refresh cycle is served by one read per key, and
+//! them, a periodic refresh cycle is served by one read per key even when some syncs of a key
+//! are slow, and
 //! `externalsecret_provider_api_calls_count` counts the AWS calls with bounded labels only.
 
 use std::collections::BTreeSet;
@@ -262,10 +263,19 @@ async fn many_external_secrets_on_one_key_make_one_read_and_rotation_reaches_all
     lockstep.stop().await;
 }
 
+/// One refresh cycle of several keys, each read by ExternalSecrets whose syncs take very
+/// different times: some read only the key, others read it and then a second secret that AWS
+/// answers 3 s late. A refresh is counted from when the data was read, not from when the sync
+/// finished, so all the ExternalSecrets of a key fall due together (same jitter, same
+/// `refreshTime`) and the whole cycle costs one GetSecretValue per key. Counted from the
+/// end of the sync instead, the slow ones would fall due 3 s after the others, outside the
+/// 1.5 s a periodic refresh may share a read, and read the key a second time.
 #[tokio::test]
-async fn a_refresh_cycle_reads_each_key_once() {
+async fn a_refresh_cycle_shares_one_read_per_key() {
     const KEYS: usize = 3;
-    const PER_KEY: usize = 6;
+    const PLAIN: usize = 3;
+    const SLOW: usize = 2;
+    const DELAY: f64 = 3.0;
     let admin = lockstep_e2e::test_env().admin_client().await;
     ensure_crds(&admin).await;
     let ns = TestNamespace::create(&admin, "aws-cycle").await;
@@ -273,55 +283,224 @@ async fn a_refresh_cycle_reads_each_key_once() {
     let prefix = unique_name("cycle");
     let sm = sm().await;
     let keys: Vec<String> = (0..KEYS).map(|k| format!("{prefix}-{k}")).collect();
-    for key in &keys {
+    // A slow second secret per key (one shared by every key would make the data of some keys
+    // as old as another key's slow read).
+    let slow: Vec<String> = (0..KEYS).map(|k| format!("{prefix}-slow-{k}")).collect();
+    for key in keys.iter().chain(&slow) {
         sm.create_secret()
             .name(key)
-            .secret_string("cycle-v1")
+            .secret_string(format!("cycle-v1-{key}"))
             .send()
             .await
             .expect("create");
     }
-    irsa_store(&admin, &proxy, ns.name(), &prefix).await;
+    proxy
+        .delay(GET, &format!("{prefix}-slow-"), DELAY, 1000)
+        .await;
+    let role = irsa_store(&admin, &proxy, ns.name(), &prefix).await;
     let mut names = Vec::new();
     for (k, key) in keys.iter().enumerate() {
-        for i in 0..PER_KEY {
+        for i in 0..PLAIN + SLOW {
             let name = format!("es-{k}-{i}");
-            create_es(&admin, ns.name(), es(&name, key, "15s", None)).await;
-            names.push(name);
+            let mut data = vec![json!({ "secretKey": "value", "remoteRef": { "key": key } })];
+            if i >= PLAIN {
+                data.push(json!({ "secretKey": "slow", "remoteRef": { "key": slow[k] } }));
+            }
+            create_es(
+                &admin,
+                ns.name(),
+                json!({
+                    "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+                    "metadata": { "name": name },
+                    "spec": { "refreshInterval": "15s", "secretStoreRef": { "name": "irsa" },
+                              "data": data }
+                }),
+            )
+            .await;
+            names.push((k, name));
         }
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let lockstep = Lockstep::start(admin.clone(), ns.name());
+    let start = next_seq(&proxy).await;
+    // Enough workers and store slots for every ExternalSecret at once: what is measured is
+    // when they fall due, not a queue.
+    let lockstep = Lockstep::start_with(
+        admin.clone(),
+        lockstep_controller::Config {
+            namespace: Some(ns.name().to_owned()),
+            cluster_stores: false,
+            concurrency: 32,
+            per_store_concurrency: 32,
+            ..Default::default()
+        },
+    );
     let api = kube::Api::<lockstep_api::external_secret::ExternalSecret>::namespaced(
         admin.clone(),
         ns.name(),
     );
-    let refresh_time = |es: &lockstep_api::external_secret::ExternalSecret| {
-        es.status.as_ref().and_then(|s| s.refresh_time.clone())
-    };
-    let first = eventually("every ExternalSecret synced", TIMEOUT, || async {
+    let refresh_times = || async {
         let list = api.list(&Default::default()).await.ok()?;
-        let times: Vec<_> = list.items.iter().filter_map(refresh_time).collect();
-        (times.len() == names.len()).then(|| times.into_iter().map(|t| t.0).max())
-    })
-    .await
-    .expect("a refresh time");
-    let since = next_seq(&proxy).await;
-    // The next cycle: every ExternalSecret refreshed once more (15 s plus up to 1.5 s jitter).
-    eventually("a full refresh cycle", Duration::from_secs(45), || async {
-        let list = api.list(&Default::default()).await.ok()?;
-        list.items
+        let times: std::collections::BTreeMap<String, k8s_openapi::jiff::Timestamp> = list
+            .items
             .iter()
-            .all(|es| refresh_time(es).is_some_and(|t| t.0 > first))
-            .then_some(())
-    })
-    .await;
-    lockstep.stop().await;
+            .filter_map(|es| {
+                let t = es.status.as_ref()?.refresh_time.as_ref()?;
+                Some((es.metadata.name.clone()?, t.0))
+            })
+            .collect();
+        (times.len() == names.len()).then_some(times)
+    };
+    let cold = eventually("every ExternalSecret synced", TIMEOUT, refresh_times).await;
+    let first = *cold.values().max().expect("a refresh time");
+    let since = next_seq(&proxy).await;
     for key in &keys {
-        let reads = calls(&proxy, GET, key, since).await;
-        assert!(
-            (1..=2).contains(&reads),
-            "{PER_KEY} ExternalSecrets of {key} refreshed with {reads} reads"
+        assert_eq!(
+            calls(&proxy, GET, key, start).await,
+            1,
+            "the cold start reads {key} once for its {} ExternalSecrets",
+            PLAIN + SLOW
         );
     }
+    // The next cycle: every ExternalSecret refreshed once more (15 s plus up to 1.5 s jitter,
+    // plus the slow read).
+    let cycle = eventually("a full refresh cycle", Duration::from_secs(60), || async {
+        let times = refresh_times().await?;
+        times.values().all(|t| *t > first).then_some(times)
+    })
+    .await;
+    let until = next_seq(&proxy).await;
+    let metrics = lockstep.ctx.metrics.encode();
+    lockstep.stop().await;
+
+    for (k, key) in keys.iter().enumerate() {
+        let reads = calls(&proxy, GET, key, since).await - calls(&proxy, GET, key, until).await;
+        assert_eq!(
+            reads,
+            1,
+            "{} ExternalSecrets of {key} ({SLOW} of them slow) refreshed with {reads} reads",
+            PLAIN + SLOW
+        );
+        // Counted from the shared read: one refreshTime for the key, slow syncs or not.
+        let of_key: BTreeSet<_> = names
+            .iter()
+            .filter(|(kk, _)| *kk == k)
+            .map(|(_, n)| cycle[n])
+            .collect();
+        assert_eq!(
+            of_key.len(),
+            1,
+            "refreshTimes of {key}: {of_key:?}; cold {cold:?}, cycle {cycle:?}"
+        );
+    }
+    assert_eq!(
+        calls(&proxy, WEB_IDENTITY, &role, start).await,
+        1,
+        "one AssumeRoleWithWebIdentity for the whole test"
+    );
+    // Lockstep's own count of its AWS calls agrees with what reached the proxy.
+    let ours = |id: &str| id.starts_with(&prefix);
+    let at_proxy = proxy
+        .log()
+        .await
+        .iter()
+        .filter(|e| e["action"] == GET && e["status"] == 200)
+        .filter(|e| e["seq"].as_u64().is_some_and(|s| s >= start && s < until))
+        .filter(|e| {
+            e["ids"]
+                .as_array()
+                .is_some_and(|ids| ids.iter().any(|i| i.as_str().is_some_and(ours)))
+        })
+        .count();
+    let counted = |labels: &str| {
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!(
+                    "externalsecret_provider_api_calls_count{{{labels}}} "
+                ))
+            })
+            .map_or(0.0, |v| v.parse::<f64>().expect("a number"))
+    };
+    assert_eq!(
+        counted(r#"provider="AWS/SecretsManager",call="GetSecretValue",status="success""#),
+        at_proxy as f64,
+        "GetSecretValue counted by Lockstep and seen by the proxy"
+    );
+    assert_eq!(
+        counted(r#"provider="AWS/STS",call="AssumeRoleWithWebIdentity",status="success""#),
+        1.0
+    );
+}
+
+/// Credentials are kept until shortly before they expire, and no longer: with IRSA
+/// credentials that last 40 s (the AWS proxy rewrites STS's expiry; moto's last an hour),
+/// syncs in the first part of the lifetime make no STS call, and a sync after the renewal
+/// point (half the lifetime before the expiry, for a lifetime this short) gets new
+/// credentials with one more AssumeRoleWithWebIdentity.
+#[tokio::test]
+async fn credentials_are_renewed_shortly_before_they_expire_and_not_before() {
+    const LIFETIME: f64 = 40.0;
+    let admin = lockstep_e2e::test_env().admin_client().await;
+    ensure_crds(&admin).await;
+    let ns = TestNamespace::create(&admin, "aws-expiry").await;
+    let proxy = AwsProxy::new();
+    let key = unique_name("expiry");
+    let sm = sm().await;
+    sm.create_secret()
+        .name(&key)
+        .secret_string("expiry-0")
+        .send()
+        .await
+        .expect("create");
+    let role = irsa_store(&admin, &proxy, ns.name(), &key).await;
+    proxy.expires(WEB_IDENTITY, &role, LIFETIME, 100).await;
+    let lockstep = Lockstep::start(admin.clone(), ns.name());
+    create_es(&admin, ns.name(), es("app", &key, "1h", None)).await;
+    wait_secret(&admin, ns.name(), "app", "the first sync", |s| {
+        value(s, "value").as_deref() == Some("expiry-0")
+    })
+    .await;
+    let built = std::time::Instant::now();
+    let rotate_and_sync = |v: String| {
+        let (admin, sm, key, ns) = (admin.clone(), sm.clone(), key.clone(), ns.name().to_owned());
+        async move {
+            sm.put_secret_value()
+                .secret_id(&key)
+                .secret_string(&v)
+                .send()
+                .await
+                .expect("rotate");
+            force_sync(&admin, &ns, "app").await;
+            wait_secret(&admin, &ns, "app", "the rotated value", |s| {
+                value(s, "value").as_deref() == Some(v.as_str())
+            })
+            .await;
+        }
+    };
+    for i in 1..=3 {
+        rotate_and_sync(format!("expiry-{i}")).await;
+    }
+    let early = built.elapsed();
+    assert!(
+        early < Duration::from_secs_f64(LIFETIME / 2.0 - 4.0),
+        "the early syncs took {early:?}; too slow to tell renewal from caching"
+    );
+    assert_eq!(
+        calls(&proxy, WEB_IDENTITY, &role, 0).await,
+        1,
+        "no STS call while the credentials are good"
+    );
+    // Past the renewal point (20 s before the expiry), still before the expiry.
+    tokio::time::sleep(
+        Duration::from_secs_f64(LIFETIME / 2.0 + 2.0).saturating_sub(built.elapsed()),
+    )
+    .await;
+    rotate_and_sync("expiry-renewed".into()).await;
+    assert!(built.elapsed() < Duration::from_secs_f64(LIFETIME));
+    assert_eq!(
+        calls(&proxy, WEB_IDENTITY, &role, 0).await,
+        2,
+        "renewed once, before the old credentials expired"
+    );
+    lockstep.stop().await;
 }

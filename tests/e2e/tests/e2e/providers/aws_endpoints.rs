@@ -1,7 +1,8 @@
 //! Where the aws provider's calls go: the SDK's standard endpoint settings
 //! (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_<SERVICE>`) for every client, including the STS
 //! client inside the default chain's web-identity provider (Lockstep's own IRSA identity:
-//! `AWS_ROLE_ARN` + `AWS_WEB_IDENTITY_TOKEN_FILE`), and partitions other than `aws`.
+//! `AWS_ROLE_ARN` + `AWS_WEB_IDENTITY_TOKEN_FILE`, whose token file is read again after it
+//! rotates), and partitions other than `aws`.
 //!
 //! The environment's AWS proxy accepts a `/via/<label>` path prefix and logs the label, so the
 //! log shows which configured endpoint each call used.
@@ -89,6 +90,9 @@ async fn the_default_chain_web_identity_and_every_client_use_the_configured_endp
         .args(["run", "--namespace", ns.name(), "--disable-cluster-stores"])
         .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
         .args(["--health-addr", &format!("127.0.0.1:{}", free_port())])
+        // Clients of the default chain are rebuilt after 3 s (default 300 s), so the token
+        // file's rotation below is picked up within the test.
+        .args(["--aws-client-recheck-seconds", "3"])
         .env("KUBECONFIG", env.var("KUBECONFIG"))
         .env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY")
@@ -181,6 +185,49 @@ async fn the_default_chain_web_identity_and_every_client_use_the_configured_endp
     assert!(
         read.iter().all(|c| c["via"] == format!("{name}-general")),
         "{read:?}"
+    );
+
+    // The token file rotates, here to a token of another ServiceAccount that the role also
+    // trusts, so the proxy's TokenReview tells the two apart: the rebuilt client's chain
+    // reads the new file, and reads go on with the new identity.
+    let rotated = format!("system:serviceaccount:{}:lockstep-rotated", ns.name());
+    proxy
+        .trust(&role, &[subject.clone(), rotated.clone()], &[])
+        .await;
+    let sa: ServiceAccount =
+        serde_json::from_value(json!({ "metadata": { "name": "lockstep-rotated" } })).expect("sa");
+    Api::<ServiceAccount>::namespaced(admin.clone(), ns.name())
+        .create(&PostParams::default(), &sa)
+        .await
+        .expect("ServiceAccount");
+    let new_token = token_for(&admin, ns.name(), "lockstep-rotated", "sts.amazonaws.com").await;
+    // Written whole and renamed into place, as the kubelet updates a projected token.
+    let staged = dir.join("token.new");
+    std::fs::write(&staged, new_token).expect("new token");
+    std::fs::rename(&staged, &token_file).expect("rotate the token file");
+    aws_sdk_secretsmanager::Client::new(&base)
+        .put_secret_value()
+        .secret_id(&name)
+        .secret_string("after-the-token-rotated")
+        .send()
+        .await
+        .expect("rotate the value");
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    super::aws_proxy::force_sync(&admin, ns.name(), "sm").await;
+    wait_secret(
+        &admin,
+        ns.name(),
+        "sm",
+        "the Secret read with the rotated token",
+        |s| value(s, "v").as_deref() == Some("after-the-token-rotated"),
+    )
+    .await;
+    let log = proxy.log().await;
+    let sts = calls(&log, "sts.AssumeRoleWithWebIdentity", &role);
+    assert!(
+        sts.iter()
+            .any(|c| c["subject"] == rotated.as_str() && c["status"] == 200),
+        "no AssumeRoleWithWebIdentity with the rotated token: {sts:?}"
     );
     drop(running);
     let _ = std::fs::remove_dir_all(&dir);

@@ -68,6 +68,28 @@ impl AwsProxy {
         .await;
     }
 
+    /// The next `count` calls of `action` naming `matching` are answered `seconds` late (a
+    /// slow AWS).
+    pub(crate) async fn delay(&self, action: &str, matching: &str, seconds: f64, count: u32) {
+        self.post(
+            "fault",
+            json!({ "action": action, "kind": "delay", "match": matching, "count": count,
+                    "seconds": seconds }),
+        )
+        .await;
+    }
+
+    /// The next `count` answers of `action` naming `matching` (an STS call) carry credentials
+    /// that expire `seconds` from now.
+    pub(crate) async fn expires(&self, action: &str, matching: &str, seconds: f64, count: u32) {
+        self.post(
+            "fault",
+            json!({ "action": action, "kind": "expires", "match": matching, "count": count,
+                    "seconds": seconds }),
+        )
+        .await;
+    }
+
     /// Drops the faults injected for `matching`.
     pub(crate) async fn clear(&self, matching: &str) {
         self.post("clear", json!({ "match": matching })).await;
@@ -637,6 +659,41 @@ for user, actions in [("allowed", ["secretsmanager:GetSecretValue", "secretsmana
 print(json.dumps(out))
 "#;
 
+/// Runs an IAM setup script (Python with boto3 from the environment's virtualenv, against
+/// the moto that enforces IAM) with `args`, and returns what it printed, as JSON.
+async fn iam_setup(script: &str, args: &[&str]) -> Value {
+    let out =
+        tokio::process::Command::new(format!("{}/bin/python", test_env().var("LOCKSTEP_VENV")))
+            .arg("-c")
+            .arg(script)
+            .args(args)
+            .output()
+            .await
+            .expect("python");
+    assert!(
+        out.status.success(),
+        "IAM setup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("IAM setup output")
+}
+
+/// Sends the calls signed with `key` (`{"id", "secret"}`) to the moto that enforces IAM, and
+/// keeps the key in Secret `name` of `ns` (keys `id` and `secret`).
+async fn iam_key_secret(admin: &Client, proxy: &AwsProxy, ns: &str, name: &str, key: &Value) {
+    let id = key["id"].as_str().expect("id");
+    proxy.route_to_iam(id).await;
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": { "name": name },
+        "stringData": { "id": id, "secret": key["secret"] }
+    }))
+    .expect("secret");
+    Api::<Secret>::namespaced(admin.clone(), ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("key Secret");
+}
+
 #[tokio::test]
 async fn iam_refusal_is_access_denied_and_leaves_the_secret_untouched() {
     let env = test_env();
@@ -645,32 +702,16 @@ async fn iam_refusal_is_access_denied_and_leaves_the_secret_untouched() {
     let ns = TestNamespace::create(&admin, "aws-iam").await;
     let proxy = AwsProxy::new();
     let name = unique_name("iam");
-    let out = tokio::process::Command::new(format!("{}/bin/python", env.var("LOCKSTEP_VENV")))
-        .arg("-c")
-        .arg(IAM_SETUP)
-        .arg(&name)
-        .arg(&name)
-        .output()
-        .await
-        .expect("python");
-    assert!(
-        out.status.success(),
-        "IAM setup: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let keys: Value = serde_json::from_slice(&out.stdout).expect("keys");
+    let keys = iam_setup(IAM_SETUP, &[&name, &name]).await;
     for user in ["allowed", "denied"] {
-        let id = keys[user]["id"].as_str().expect("id");
-        proxy.route_to_iam(id).await;
-        let secret: Secret = serde_json::from_value(json!({
-            "metadata": { "name": format!("aws-{user}") },
-            "stringData": { "id": id, "secret": keys[user]["secret"] }
-        }))
-        .expect("secret");
-        Api::<Secret>::namespaced(admin.clone(), ns.name())
-            .create(&PostParams::default(), &secret)
-            .await
-            .expect("key Secret");
+        iam_key_secret(
+            &admin,
+            &proxy,
+            ns.name(),
+            &format!("aws-{user}"),
+            &keys[user],
+        )
+        .await;
     }
     let auth = |user: &str| {
         json!({ "secretRef": {
@@ -769,4 +810,318 @@ async fn iam_refusal_is_access_denied_and_leaves_the_secret_untouched() {
         "{iam_calls:?}"
     );
     lockstep.stop().await;
+}
+
+/// Secrets, parameters and a user of the moto that enforces IAM, created with its admin key:
+/// the user may list and read one at a time (what IAM policies written for ESO grant) but not
+/// BatchGetSecretValue or GetParameters. Prints the user's key as JSON.
+const NO_BATCH_SETUP: &str = r#"
+import json, os, sys, boto3
+kw = dict(endpoint_url=os.environ["LOCKSTEP_MOTO_IAM_URL"], region_name="us-east-1",
+          aws_access_key_id=os.environ["LOCKSTEP_MOTO_IAM_ADMIN_KEY_ID"],
+          aws_secret_access_key=os.environ["LOCKSTEP_MOTO_IAM_ADMIN_SECRET_KEY"])
+name = sys.argv[1]
+sm = boto3.client("secretsmanager", **kw)
+ssm = boto3.client("ssm", **kw)
+for s in ("a", "b"):
+    sm.create_secret(Name=f"{name}-{s}", SecretString=f"single-{s}")
+    ssm.put_parameter(Name=f"/{name}/{s}", Value=f"param-{s}", Type="SecureString",
+                      Tags=[{"Key": "team", "Value": name}])
+iam = boto3.client("iam", **kw)
+iam.create_user(UserName=name)
+iam.put_user_policy(UserName=name, PolicyName="read", PolicyDocument=json.dumps(
+    {"Version": "2012-10-17",
+     "Statement": [{"Effect": "Allow", "Resource": "*",
+                    "Action": ["secretsmanager:ListSecrets", "secretsmanager:GetSecretValue",
+                               "ssm:DescribeParameters", "ssm:GetParameter"]}]}))
+key = iam.create_access_key(UserName=name)["AccessKey"]
+print(json.dumps({"id": key["AccessKeyId"], "secret": key["SecretAccessKey"]}))
+"#;
+
+/// An IAM policy written for ESO grants GetSecretValue / GetParameter but not the batch
+/// calls: the first refused batch call makes the store's client read one at a time, it is
+/// not tried again for that client, and the ExternalSecret syncs instead of failing.
+#[tokio::test]
+async fn a_refused_batch_read_falls_back_to_single_reads_and_is_remembered() {
+    let env = test_env();
+    let admin = env.admin_client().await;
+    ensure_crds(&admin).await;
+    let ns = TestNamespace::create(&admin, "aws-nobatch").await;
+    let proxy = AwsProxy::new();
+    let name = unique_name("nobatch");
+    let key = iam_setup(NO_BATCH_SETUP, &[&name]).await;
+    iam_key_secret(&admin, &proxy, ns.name(), "aws-nobatch", &key).await;
+    let auth = json!({ "secretRef": {
+        "accessKeyIDSecretRef": { "name": "aws-nobatch", "key": "id" },
+        "secretAccessKeySecretRef": { "name": "aws-nobatch", "key": "secret" }
+    } });
+    let (a, b) = (format!("{name}-a"), format!("{name}-b"));
+    let (pa, pb) = (format!("/{name}/a"), format!("/{name}/b"));
+    // The statuses of `action` calls naming `id` that reached the IAM-enforcing moto.
+    let statuses = |action: &'static str, id: String| {
+        let proxy = &proxy;
+        async move {
+            proxy
+                .log()
+                .await
+                .iter()
+                .filter(|e| e["upstream"] == "moto-iam" && e["action"] == action)
+                .filter(|e| {
+                    e["ids"]
+                        .as_array()
+                        .is_some_and(|ids| ids.iter().any(|i| i == id.as_str()))
+                })
+                .filter_map(|e| e["status"].as_u64())
+                .collect::<Vec<u64>>()
+        }
+    };
+
+    // The provider, twice per service with one client each.
+    let cache = AwsCache::default();
+    let text =
+        |v: &lockstep_api::value::SecretValue| String::from_utf8_lossy(v.expose()).into_owned();
+    let sm_client = client(
+        &spec(json!({ "service": "SecretsManager", "region": "us-east-1", "auth": auth })),
+        &ctx(&admin, ns.name(), "sm"),
+        &cache,
+    )
+    .await
+    .expect("client");
+    let by_name: lockstep_api::external_secret::Find =
+        serde_json::from_value(json!({ "name": { "regexp": format!("^{name}-") } })).expect("find");
+    for _ in 0..2 {
+        let got = sm_client
+            .get_all_secrets(&by_name)
+            .await
+            .expect("found without BatchGetSecretValue");
+        let got: Vec<(String, String)> = got.iter().map(|(k, v)| (k.clone(), text(v))).collect();
+        assert_eq!(
+            got,
+            vec![
+                (a.clone(), "single-a".to_owned()),
+                (b.clone(), "single-b".to_owned())
+            ]
+        );
+    }
+    assert_eq!(
+        statuses("secretsmanager.BatchGetSecretValue", a.clone()).await,
+        vec![403],
+        "refused once, then not tried again"
+    );
+    assert_eq!(
+        statuses("secretsmanager.GetSecretValue", b.clone()).await,
+        vec![200, 200]
+    );
+
+    let ps_client = client(
+        &spec(json!({ "service": "ParameterStore", "region": "us-east-1", "auth": auth })),
+        &ctx(&admin, ns.name(), "ps"),
+        &cache,
+    )
+    .await
+    .expect("client");
+    let by_tags: lockstep_api::external_secret::Find =
+        serde_json::from_value(json!({ "tags": { "team": name } })).expect("find");
+    for _ in 0..2 {
+        let got = ps_client
+            .get_all_secrets(&by_tags)
+            .await
+            .expect("found without GetParameters");
+        let got: Vec<(String, String)> = got.iter().map(|(k, v)| (k.clone(), text(v))).collect();
+        assert_eq!(
+            got,
+            vec![
+                (pa.clone(), "param-a".to_owned()),
+                (pb.clone(), "param-b".to_owned())
+            ]
+        );
+    }
+    assert_eq!(
+        statuses("AmazonSSM.GetParameters", pa.clone()).await,
+        vec![403],
+        "refused once, then not tried again"
+    );
+    assert_eq!(
+        statuses("AmazonSSM.GetParameter", pb.clone()).await,
+        vec![200, 200]
+    );
+
+    // Through the controller: the ExternalSecret syncs; its store's client is refused the
+    // batch once.
+    let before = statuses("secretsmanager.BatchGetSecretValue", a.clone())
+        .await
+        .len();
+    let lockstep = Lockstep::start(admin.clone(), ns.name());
+    create_store(
+        &admin,
+        ns.name(),
+        json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+            "metadata": { "name": "nobatch" },
+            "spec": { "provider": { "aws": { "service": "SecretsManager",
+                "region": "us-east-1", "auth": auth } } }
+        }),
+    )
+    .await;
+    create_es(
+        &admin,
+        ns.name(),
+        json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+            "metadata": { "name": "found" },
+            "spec": { "refreshInterval": "1h", "secretStoreRef": { "name": "nobatch" },
+                      "dataFrom": [{ "find": { "name": { "regexp": format!("^{name}-") } } }] }
+        }),
+    )
+    .await;
+    wait_secret(
+        &admin,
+        ns.name(),
+        "found",
+        "both secrets, read one by one",
+        |s| {
+            value(s, &a).as_deref() == Some("single-a")
+                && value(s, &b).as_deref() == Some("single-b")
+        },
+    )
+    .await;
+    force_sync(&admin, ns.name(), "found").await;
+    eventually("the force-synced read", TIMEOUT, || async {
+        (statuses("secretsmanager.GetSecretValue", a.clone())
+            .await
+            .len()
+            >= 4)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        statuses("secretsmanager.BatchGetSecretValue", a.clone())
+            .await
+            .len()
+            - before,
+        1,
+        "the controller's client was refused once and remembered it"
+    );
+    lockstep.stop().await;
+}
+
+/// A ClusterSecretStore whose `jwt.serviceAccountRef` names no namespace authenticates, for
+/// each ExternalSecret, as that ServiceAccount in the ExternalSecret's namespace (referent
+/// auth): two namespaces with their own `reader` and role each read the secret under their
+/// own identity (the subject the proxy's TokenReview saw), and a third namespace whose
+/// `reader` its role does not trust gets AccessDenied and no Secret.
+#[tokio::test]
+async fn a_cluster_store_with_referent_irsa_acts_as_each_namespaces_service_account() {
+    let _serial = lockstep_e2e::cluster_scoped().await;
+    let admin = test_env().admin_client().await;
+    ensure_crds(&admin).await;
+    let proxy = AwsProxy::new();
+    let key = unique_name("referent");
+    sm().await
+        .create_secret()
+        .name(&key)
+        .secret_string("referent-v1")
+        .send()
+        .await
+        .expect("create");
+    let a = TestNamespace::create(&admin, "aws-ref-a").await;
+    let b = TestNamespace::create(&admin, "aws-ref-b").await;
+    let c = TestNamespace::create(&admin, "aws-ref-untrusted").await;
+    let reader = |ns: &TestNamespace| format!("system:serviceaccount:{}:reader", ns.name());
+    let role = |ns: &TestNamespace| format!("arn:aws:iam::123456789012:role/{}", ns.name());
+    // a and b trust their own reader; c's role trusts a's reader, not c's.
+    for (ns, trusted) in [(&a, &a), (&b, &b), (&c, &a)] {
+        proxy.trust(&role(ns), &[reader(trusted)], &[]).await;
+        service_account(
+            &admin,
+            ns.name(),
+            "reader",
+            json!({ "eks.amazonaws.com/role-arn": role(ns) }),
+        )
+        .await;
+    }
+    let stores = Api::<lockstep_api::secret_store::ClusterSecretStore>::all(admin.clone());
+    let css: lockstep_api::secret_store::ClusterSecretStore = serde_json::from_value(json!({
+        "apiVersion": "external-secrets.io/v1", "kind": "ClusterSecretStore",
+        "metadata": { "name": key },
+        "spec": { "provider": { "aws": { "service": "SecretsManager", "region": "us-east-1",
+            "auth": { "jwt": { "serviceAccountRef": { "name": "reader" } } } } } }
+    }))
+    .expect("css");
+    stores
+        .create(&PostParams::default(), &css)
+        .await
+        .expect("create ClusterSecretStore");
+    let mut running = Vec::new();
+    for ns in [&a, &b, &c] {
+        running.push(Lockstep::start_with(
+            admin.clone(),
+            lockstep_controller::Config {
+                namespace: Some(ns.name().to_owned()),
+                ..Default::default()
+            },
+        ));
+        create_es(
+            &admin,
+            ns.name(),
+            json!({
+                "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+                "metadata": { "name": "app" },
+                "spec": { "refreshInterval": "1h",
+                          "secretStoreRef": { "name": key, "kind": "ClusterSecretStore" },
+                          "data": [{ "secretKey": "value", "remoteRef": { "key": key } }] }
+            }),
+        )
+        .await;
+    }
+    for ns in [&a, &b] {
+        wait_secret(
+            &admin,
+            ns.name(),
+            "app",
+            "the Secret read as its namespace's reader",
+            |s| value(s, "value").as_deref() == Some("referent-v1"),
+        )
+        .await;
+    }
+    wait_ready_reason(&admin, c.name(), "app", "SecretSyncedError").await;
+    let message = ready_message(&admin, c.name(), "app").await;
+    assert!(message.contains("AccessDenied"), "{message}");
+    assert!(
+        secret_value(&admin, c.name(), "app", "value")
+            .await
+            .is_none()
+    );
+
+    let log = proxy.log().await;
+    let web_identity = |ns: &TestNamespace| {
+        log.iter()
+            .filter(|e| e["action"] == "sts.AssumeRoleWithWebIdentity")
+            .filter(|e| {
+                e["ids"]
+                    .as_array()
+                    .is_some_and(|ids| ids.iter().any(|i| *i == role(ns)))
+            })
+            .map(|e| {
+                (
+                    e["subject"].as_str().unwrap_or_default().to_owned(),
+                    e["status"].as_u64().unwrap_or_default(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(web_identity(&a), vec![(reader(&a), 200)]);
+    assert_eq!(web_identity(&b), vec![(reader(&b), 200)]);
+    let refused = web_identity(&c);
+    assert!(
+        !refused.is_empty() && refused.iter().all(|r| *r == (reader(&c), 403)),
+        "c's own reader, refused: {refused:?}"
+    );
+    for l in running {
+        l.stop().await;
+    }
+    stores
+        .delete(&key, &kube::api::DeleteParams::default())
+        .await
+        .expect("delete ClusterSecretStore");
 }
