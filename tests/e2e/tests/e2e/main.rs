@@ -6,6 +6,7 @@ mod api;
 mod binary;
 mod providers;
 mod reload;
+mod reload_annotations;
 mod reload_key;
 mod smoke;
 mod sync;
