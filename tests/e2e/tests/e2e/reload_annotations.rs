@@ -201,21 +201,20 @@ async fn baseline(client: &Client, ns: &str, name: &str) -> BTreeMap<String, Str
 /// Waits until each Deployment's baseline names exactly these resources (`secret/<name>`,
 /// `configmap/<name>`).
 async fn wait_baselines(client: &Client, ns: &str, expected: &[(&str, &[&str])]) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
     for (name, keys) in expected {
         let want: BTreeSet<String> = keys.iter().map(|k| (*k).to_owned()).collect();
-        eventually(
-            &format!("the baseline of {name}: {want:?}"),
-            TIMEOUT,
-            || {
-                let want = want.clone();
-                async move {
-                    let have: BTreeSet<String> =
-                        baseline(client, ns, name).await.into_keys().collect();
-                    (have == want).then_some(())
-                }
-            },
-        )
-        .await;
+        loop {
+            let have: BTreeSet<String> = baseline(client, ns, name).await.into_keys().collect();
+            if have == want {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the baseline of {name} is {have:?}, expected {want:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 }
 
