@@ -55,6 +55,11 @@ pub const ENV_PREFIX: &str = "STAKATER_";
 /// object's data when Lockstep last acted on it (the baseline a later change is compared with).
 pub const LOCKSTEP_HASHES: &str = "reload.lockstep.dev/hashes";
 
+/// Lockstep's annotation on a Job it created from a CronJob for a reload: the CronJob's
+/// [`LOCKSTEP_HASHES`] the Job was made for, so that a retry never makes a second Job for the
+/// same change.
+pub const JOB_SOURCE_HASHES: &str = "reload.lockstep.dev/source-hashes";
+
 /// The kinds of object whose changes roll workloads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ResourceKind {
@@ -179,6 +184,14 @@ pub(crate) fn configmap_entries(
     entries
 }
 
+/// The text whose SHA-1 Reloader's `annotations` strategy writes for a deleted resource.
+pub const DELETE_MARKER: &str = "__RELOADER_EMPTY_DELETE_MARKER__";
+
+/// Reloader's hash for a deleted resource: the lowercase hex SHA-1 of [`DELETE_MARKER`].
+pub fn deleted_hash() -> String {
+    sha1_of(&[Zeroizing::new(DELETE_MARKER.as_bytes().to_vec())])
+}
+
 /// Reloader's hash of a Secret's `data`: lowercase hex SHA-1 of the sorted `key=<bytes>`
 /// strings joined with `;`.
 pub fn secret_hash(data: &BTreeMap<String, ByteString>) -> String {
@@ -228,6 +241,12 @@ mod tests {
     fn sha1_hex(s: &[u8]) -> String {
         let d = Sha1::digest(s);
         d.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn deleted_hash_is_the_sha1_of_the_marker() {
+        assert_eq!(deleted_hash(), sha1_hex(DELETE_MARKER.as_bytes()));
+        assert_eq!(deleted_hash(), "aae45badef99284e4dae01d6046154ea9d99532f");
     }
 
     #[test]

@@ -87,6 +87,10 @@ pub struct Metrics {
     pub provider_calls: Family<ProviderCallLabels, Gauge<u64, AtomicU64>>,
     /// `reloader_reload_executed_total` (Reloader's name): rollouts done and failed.
     pub reload_executed: Family<SuccessLabels, Counter>,
+    /// `lockstep_reload_rate_limited_total`: rollouts held back by the per-namespace limit.
+    pub reload_rate_limited: Counter,
+    /// Reloader's newer metrics.
+    pub reload: crate::reload::metrics::ReloadMetrics,
 }
 
 impl Default for Metrics {
@@ -134,9 +138,21 @@ impl Default for Metrics {
                 success: success.to_owned(),
             });
         }
+        let reload_rate_limited = Counter::default();
+        registry.register(
+            "lockstep_reload_rate_limited",
+            "Rollouts held back by the per-namespace rollout rate limit",
+            reload_rate_limited.clone(),
+        );
+        let reload = crate::reload::metrics::ReloadMetrics::register(
+            &mut registry,
+            std::env::var("METRICS_COUNT_BY_NAMESPACE").as_deref() == Ok("enabled"),
+        );
         Self {
             registry,
             reload_executed,
+            reload_rate_limited,
+            reload,
             sync_calls,
             sync_errors,
             status_condition,
@@ -154,6 +170,11 @@ impl Metrics {
                 success: success.to_string(),
             })
             .inc();
+    }
+
+    /// Counts one rollout held back by the per-namespace rate limit.
+    pub fn reload_rate_limited(&self) {
+        self.reload_rate_limited.inc();
     }
 
     /// Counts one provider call.

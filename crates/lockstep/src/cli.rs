@@ -29,7 +29,7 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the controllers: sync ExternalSecrets and validate stores.
-    Run(crate::run::RunArgs),
+    Run(Box<crate::run::RunArgs>),
     /// Print the version and the TLS crypto provider.
     Version,
     /// Print the CustomResourceDefinitions Lockstep serves (or write one file each into a folder).
@@ -56,7 +56,7 @@ impl Cli {
                 );
                 Ok(())
             }
-            Command::Run(args) => crate::run::run(args).await,
+            Command::Run(args) => crate::run::run(*args).await,
             Command::Crds { dir } => crds(dir.as_deref()),
             Command::Check => check().await,
         }

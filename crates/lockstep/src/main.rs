@@ -2,6 +2,7 @@
 
 mod apiserver;
 mod cli;
+mod reload_flags;
 mod run;
 mod tls;
 

@@ -53,6 +53,35 @@ pub struct RunArgs {
     /// watched namespace when unset).
     #[arg(long, env = "POD_NAMESPACE")]
     reload_key_namespace: Option<String>,
+    /// Roll a workload when a Secret/ConfigMap it references is created (Reloader's flag).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, default_value_t = false)]
+    reload_on_create: bool,
+    /// Roll a workload when a Secret/ConfigMap it references is deleted (Reloader's flag).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, default_value_t = false)]
+    reload_on_delete: bool,
+    /// `configMaps` or `secrets`: changes of that kind roll nothing and it is not watched.
+    #[arg(long, value_delimiter = ',')]
+    resources_to_ignore: Vec<String>,
+    /// `jobs` and/or `cronjobs`: workload types never rolled.
+    #[arg(long, value_delimiter = ',')]
+    ignored_workload_types: Vec<String>,
+    /// Namespaces whose Secrets, ConfigMaps and workloads are not watched at all.
+    #[arg(long, value_delimiter = ',')]
+    namespaces_to_ignore: Vec<String>,
+    /// Only namespaces whose labels match this selector (Reloader's `key:value` form accepted).
+    #[arg(long)]
+    namespace_selector: Option<String>,
+    /// Only Secrets/ConfigMaps whose labels match this selector, chosen by the apiserver at the
+    /// watch (Reloader's `key:value` form accepted).
+    #[arg(long)]
+    resource_label_selector: Option<String>,
+    /// Rollouts allowed per namespace per minute; more wait for the window.
+    #[arg(long, default_value_t = 60)]
+    reload_max_rollouts_per_minute: u32,
+    /// Honour UDS Core's pod-reload contract (`uds.dev/pod-reload` on Secrets/ConfigMaps);
+    /// ignored while UDS Core's own operator (its `packages.uds.dev` API) is present.
+    #[arg(long)]
+    uds_pod_reload: bool,
     /// Name of the Secret holding the reload hash key (created once when missing).
     #[arg(long, default_value = lockstep_controller::reload::key::DEFAULT_NAME)]
     reload_key_name: String,
@@ -92,6 +121,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             auto_reload_all: args.auto_reload_all,
             key_namespace: args.reload_key_namespace,
             key_name: args.reload_key_name,
+            reload_on_create: args.reload_on_create,
+            reload_on_delete: args.reload_on_delete,
+            ignored_resources: crate::reload_flags::ignored_resources(&args.resources_to_ignore)?,
+            ignored_workload_kinds: crate::reload_flags::ignored_workload_kinds(
+                &args.ignored_workload_types,
+            )?,
+            namespaces_to_ignore: args.namespaces_to_ignore,
+            namespace_selector: args
+                .namespace_selector
+                .as_deref()
+                .map(crate::reload_flags::selector),
+            resource_label_selector: args
+                .resource_label_selector
+                .as_deref()
+                .map(crate::reload_flags::selector),
+            max_rollouts_per_namespace_per_minute: args.reload_max_rollouts_per_minute,
+            uds_pod_reload: args.uds_pod_reload,
             ..Default::default()
         },
         ..Config::default()

@@ -58,6 +58,22 @@ impl Lockstep {
         Self { ctx, stop, tasks }
     }
 
+    /// Starts only the reload controller with `config` (its `namespace` may then be `None`
+    /// without the ExternalSecret controllers acting on other tests' objects).
+    pub fn start_reload_only(client: Client, config: Config) -> Self {
+        let ctx = Arc::new(Context::new(client, config));
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(lockstep_controller::reload::run(ctx.clone(), async move {
+            let mut rx = rx;
+            let _ = rx.wait_for(|s| *s).await;
+        }));
+        Self {
+            ctx,
+            stop,
+            tasks: vec![task],
+        }
+    }
+
     /// Stops the controllers and waits for them to finish; they must do so within their
     /// shutdown grace period (a hang here is a failure, never a stuck test run).
     pub async fn stop(mut self) {

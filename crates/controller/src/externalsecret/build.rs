@@ -244,6 +244,21 @@ pub fn desired_templated(
         .into_iter()
         .filter(|o| o.uid != es_uid)
         .collect();
+    // Labels and annotations this ExternalSecret set before are dropped first, then set again
+    // from what it says now (ESO): a label removed from the template leaves the Secret.
+    let manager = hash::field_manager(&es_name);
+    if let Some(existing) = existing {
+        for (field, map) in [
+            ("f:labels", &mut secret.metadata.labels),
+            ("f:annotations", &mut secret.metadata.annotations),
+        ] {
+            if let Some(map) = map.as_mut() {
+                for key in super::write::owned_metadata_keys(existing, &manager, field) {
+                    map.remove(&key);
+                }
+            }
+        }
+    }
     let labels = secret.metadata.labels.get_or_insert_default();
     if policy == CreationPolicy::Owner {
         owners.push(OwnerReference {
@@ -283,6 +298,16 @@ pub fn desired_templated(
                 .annotations
                 .get_or_insert_default()
                 .extend(t.annotations);
+            // The template's finalizers are added (ESO); others' are kept.
+            let finalizers = secret.metadata.finalizers.get_or_insert_default();
+            for f in t.finalizers {
+                if !finalizers.contains(&f) {
+                    finalizers.push(f);
+                }
+            }
+            if finalizers.is_empty() {
+                secret.metadata.finalizers = None;
+            }
             (t.data, t.type_)
         }
     };
@@ -362,6 +387,7 @@ pub fn needs_write(existing: &Secret, desired: &Secret) -> bool {
         || existing.metadata.labels != desired.metadata.labels
         || existing.metadata.annotations != desired.metadata.annotations
         || existing.metadata.owner_references != desired.metadata.owner_references
+        || existing.metadata.finalizers != desired.metadata.finalizers
         || existing.type_ != desired.type_
         || existing.immutable != desired.immutable
 }
@@ -432,6 +458,52 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out.keys().collect::<Vec<_>>(), ["database_user", "other"]);
+    }
+
+    #[test]
+    fn labels_and_annotations_set_before_and_no_longer_asked_for_are_dropped() {
+        let es = es(CreationPolicy::Owner);
+        let mut existing = desired_secret(&es, "db", map(&[("a", "1")]), None, &BTreeSet::new())
+            .unwrap()
+            .secret;
+        let labels = existing.metadata.labels.get_or_insert_default();
+        labels.insert("old".into(), "x".into());
+        labels.insert("someone-elses".into(), "y".into());
+        existing
+            .metadata
+            .annotations
+            .get_or_insert_default()
+            .insert("old-note".into(), "z".into());
+        let mine = serde_json::json!({"f:metadata": {
+            "f:labels": {"f:old": {}, "f:app": {}},
+            "f:annotations": {"f:old-note": {}}
+        }});
+        existing.metadata.managed_fields = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry {
+                manager: Some(hash::field_manager("db")),
+                fields_v1: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1(
+                    mine,
+                )),
+                ..Default::default()
+            },
+        ]);
+        let d = desired_secret(
+            &es,
+            "db",
+            map(&[("a", "1")]),
+            Some(&existing),
+            &BTreeSet::new(),
+        )
+        .unwrap()
+        .secret;
+        let labels = d.metadata.labels.unwrap();
+        assert!(
+            !labels.contains_key("old"),
+            "set before, no longer asked for"
+        );
+        assert_eq!(labels["app"], "web", "still asked for (the ES's label)");
+        assert_eq!(labels["someone-elses"], "y", "another writer's label stays");
+        assert!(!d.metadata.annotations.unwrap().contains_key("old-note"));
     }
 
     #[test]

@@ -74,6 +74,8 @@ pub struct Templated {
     pub annotations: BTreeMap<String, String>,
     /// The Secret's type, when the template sets one.
     pub type_: Option<String>,
+    /// Finalizers the template adds to the Secret (`metadata.finalizers`, not rendered, as ESO).
+    pub finalizers: Vec<String>,
 }
 
 /// Renders `template` over `provider` data with the resolved `sources`.
@@ -85,6 +87,11 @@ pub fn apply(
 ) -> Result<Templated> {
     let mut out = Templated {
         type_: template.type_.clone().filter(|t| !t.is_empty()),
+        finalizers: template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.finalizers.clone())
+            .unwrap_or_default(),
         ..Templated::default()
     };
     let data_templates = template.data.as_ref().is_some_and(|d| !d.is_empty());
@@ -282,7 +289,7 @@ mod tests {
             metadata: Some(TemplateMetadata {
                 labels: Some([("owner".to_owned(), "{{ .user }}".to_owned())].into()),
                 annotations: Some([("plain".to_owned(), "yes".to_owned())].into()),
-                finalizers: None,
+                finalizers: Some(vec!["example.com/keep".to_owned()]),
             }),
             ..Default::default()
         };
@@ -291,6 +298,7 @@ mod tests {
         assert_eq!(out.type_.as_deref(), Some("kubernetes.io/basic-auth"));
         assert_eq!(out.labels["owner"], "app");
         assert_eq!(out.annotations["plain"], "yes");
+        assert_eq!(out.finalizers, ["example.com/keep"]);
     }
 
     #[test]

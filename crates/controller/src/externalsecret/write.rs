@@ -27,6 +27,30 @@ pub fn owned_data_keys(secret: &Secret, manager: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// The label or annotation keys (`field` is `f:labels` or `f:annotations`) `manager` owns in
+/// `secret`, from its managedFields: what this ExternalSecret set before.
+pub fn owned_metadata_keys(secret: &Secret, manager: &str, field: &str) -> BTreeSet<String> {
+    secret
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| m.manager.as_deref() == Some(manager))
+        .filter(|m| m.subresource.as_deref().unwrap_or_default().is_empty())
+        .filter_map(|m| m.fields_v1.as_ref())
+        .filter_map(|f| {
+            f.0.get("f:metadata")
+                .and_then(|m| m.get(field))
+                .and_then(|d| d.as_object())
+        })
+        .flat_map(|d| {
+            d.keys()
+                .filter_map(|k| k.strip_prefix("f:"))
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
 /// What a write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Written {

@@ -1,76 +1,36 @@
 //! The reload controller proper: metadata-only watches of Secrets and ConfigMaps, an index of
 //! the workloads that use each, and one kube-runtime controller per workload kind that compares
-//! hashes with the workload's recorded baseline and patches its pod template.
+//! hashes with the workload's recorded baseline and applies the planned change the way its kind
+//! is rolled ([`super::kinds`]).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::fmt::Debug;
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures::FutureExt;
 use futures::StreamExt;
 use futures::channel::mpsc;
+use futures::future::BoxFuture;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, PodTemplateSpec, Secret};
-use kube::api::{Patch, PatchParams};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, controller};
 use kube::{Api, Client, Resource, ResourceExt};
 use lockstep_api::reload_hash::{self, ContentHashes, HashKey};
 use lockstep_api::reloader::ResourceKind;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use super::decide::{self, Decision, Input};
+use super::kinds::{self, Applied, Change, Rollout, Workload};
 use super::patch::{self, Observed};
-use super::refs;
+use super::{refs, scope, uds};
 use crate::context::Context;
 use crate::error::Error;
-
-/// The field manager of Lockstep's workload patches.
-pub const FIELD_MANAGER: &str = "lockstep-reloader";
-
-/// A workload kind Lockstep rolls by changing its pod template.
-pub trait Workload:
-    Resource<DynamicType = (), Scope = NamespaceResourceScope>
-    + Clone
-    + Debug
-    + DeserializeOwned
-    + Serialize
-    + Send
-    + Sync
-    + 'static
-{
-    /// The kind's name, as Reloader names it.
-    const KIND: &'static str;
-    /// The pod template.
-    fn template(&self) -> Option<&PodTemplateSpec>;
-}
-
-impl Workload for Deployment {
-    const KIND: &'static str = "Deployment";
-    fn template(&self) -> Option<&PodTemplateSpec> {
-        self.spec.as_ref().map(|s| &s.template)
-    }
-}
-
-impl Workload for StatefulSet {
-    const KIND: &'static str = "StatefulSet";
-    fn template(&self) -> Option<&PodTemplateSpec> {
-        self.spec.as_ref().map(|s| &s.template)
-    }
-}
-
-impl Workload for DaemonSet {
-    const KIND: &'static str = "DaemonSet";
-    fn template(&self) -> Option<&PodTemplateSpec> {
-        self.spec.as_ref().map(|s| &s.template)
-    }
-}
 
 type ResourceKey = (ResourceKind, String, String);
 type WorkloadKey = (&'static str, String, String);
@@ -96,9 +56,7 @@ impl Index {
                 .or_default()
                 .insert(w.clone());
         }
-        if !refs.is_empty() || !named.is_empty() {
-            self.of.insert(w, (refs, named));
-        }
+        self.of.insert(w, (refs, named));
     }
 
     fn remove(&mut self, w: &WorkloadKey) {
@@ -146,6 +104,12 @@ pub struct Shared {
     index: Mutex<Index>,
     /// The key of the keyed hash.
     key: HashKey,
+    /// Whether UDS Core's pod-reload contract is honoured (asked for, and UDS Core absent).
+    uds: bool,
+    /// The namespaces `--namespace-selector` selects, when it is set.
+    selection: Option<scope::Selection>,
+    /// When each namespace's recent rollouts happened, for the per-namespace rate limit.
+    rollouts: Mutex<HashMap<String, VecDeque<Instant>>>,
     /// Hashes of each resource's data at a resourceVersion, so data is read only when it moved.
     hashes: Mutex<HashMap<ResourceKey, (String, ContentHashes)>>,
 }
@@ -156,7 +120,7 @@ impl Shared {
         kind: ResourceKind,
         ns: &str,
         name: &str,
-    ) -> Option<(String, std::collections::BTreeMap<String, String>)> {
+    ) -> Option<(String, uds::Map, uds::Map)> {
         let meta = match kind {
             ResourceKind::Secret => self
                 .secrets
@@ -170,7 +134,35 @@ impl Shared {
         Some((
             meta.resource_version.unwrap_or_default(),
             meta.annotations.unwrap_or_default(),
+            meta.labels.unwrap_or_default(),
         ))
+    }
+
+    /// Names of the resources of `kind` in `ns` that ask, through UDS's contract, for the pods
+    /// a selector picks (`uds.dev/pod-reload` with `uds.dev/pod-reload-selector`).
+    fn uds_selecting(&self, kind: ResourceKind, ns: &str) -> Vec<String> {
+        let pick = |m: &kube::api::ObjectMeta| {
+            (m.namespace.as_deref() == Some(ns)
+                && uds::opted_in(m.labels.as_ref())
+                && m.annotations
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key(uds::POD_RELOAD_SELECTOR)))
+            .then(|| m.name.clone().unwrap_or_default())
+        };
+        match kind {
+            ResourceKind::Secret => self
+                .secrets
+                .state()
+                .iter()
+                .filter_map(|o| pick(&o.metadata))
+                .collect(),
+            ResourceKind::ConfigMap => self
+                .config_maps
+                .state()
+                .iter()
+                .filter_map(|o| pick(&o.metadata))
+                .collect(),
+        }
     }
 
     fn names(&self, kind: ResourceKind, ns: &str) -> Vec<String> {
@@ -240,8 +232,21 @@ fn now() -> i64 {
 }
 
 async fn reconcile<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Action, Error> {
-    let _ = shared.secrets.wait_until_ready().await;
-    let _ = shared.config_maps.wait_until_ready().await;
+    // Work due on the workload itself (a Deployment paused for a reload is resumed on time),
+    // then the reload proper.
+    let due = K::maintain(&shared.ctx.client, obj.as_ref(), now()).await?;
+    let action = reload(obj, shared).await?;
+    Ok(due.map_or(action, Action::requeue))
+}
+
+async fn reload<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Action, Error> {
+    let ignored = &shared.ctx.config.reload.ignored_resources;
+    if !ignored.contains(&ResourceKind::Secret) {
+        let _ = shared.secrets.wait_until_ready().await;
+    }
+    if !ignored.contains(&ResourceKind::ConfigMap) {
+        let _ = shared.config_maps.wait_until_ready().await;
+    }
     let ns = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
     let wkey: WorkloadKey = (K::KIND, ns.clone(), name.clone());
@@ -260,10 +265,26 @@ async fn reconcile<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Acti
     let options = config.decide_options();
 
     let referenced = refs::references(spec);
+    let pod_labels = template.metadata.as_ref().and_then(|m| m.labels.as_ref());
     let mut index_refs = Vec::new();
     let mut index_named = Vec::new();
     let mut candidates: BTreeSet<(ResourceKind, String)> = BTreeSet::new();
     for kind in [ResourceKind::Secret, ResourceKind::ConfigMap] {
+        if config.ignored_resources.contains(&kind) {
+            continue;
+        }
+        if shared.uds {
+            // UDS's contract is decided by the resource, so every workload is indexed by what
+            // it references, and by the resources whose selector picks its pods.
+            for (k, n) in referenced.iter().filter(|(k, _)| *k == kind) {
+                index_refs.push((*k, ns.clone(), n.clone()));
+                candidates.insert((*k, n.clone()));
+            }
+            for n in shared.uds_selecting(kind, &ns) {
+                index_refs.push((kind, ns.clone(), n.clone()));
+                candidates.insert((kind, n));
+            }
+        }
         if !decide::opted_in(annotations, pod_annotations, kind, &options) {
             continue;
         }
@@ -284,6 +305,8 @@ async fn reconcile<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Acti
             }
         }
     }
+    index_refs.sort();
+    index_refs.dedup();
     shared
         .index
         .lock()
@@ -292,9 +315,7 @@ async fn reconcile<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Acti
 
     let mut observed = Vec::new();
     for (kind, rname) in candidates {
-        let Some((rv, resource_annotations)) = shared.metadata(kind, &ns, &rname) else {
-            continue;
-        };
+        let meta = shared.metadata(kind, &ns, &rname);
         let decision = decide::decide(
             &Input {
                 workload_kind: K::KIND,
@@ -302,25 +323,41 @@ async fn reconcile<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Acti
                 pod_template: pod_annotations,
                 kind,
                 name: &rname,
-                resource: Some(&resource_annotations),
+                resource: meta.as_ref().map(|(_, a, _)| a),
             },
             &options,
         );
-        if decision == Decision::No {
+        let references_it = referenced.contains(&(kind, rname.clone()));
+        let uds_wants = shared.uds
+            && uds::wants(
+                meta.as_ref().map(|(_, _, l)| l),
+                meta.as_ref().map(|(_, a, _)| a),
+                references_it,
+                pod_labels,
+            );
+        if decision == Decision::No && !uds_wants {
             continue;
         }
-        let Some(container) = refs::container_using(spec, kind, &rname, decision == Decision::Auto)
-        else {
+        let by_reference = match decision {
+            Decision::Auto => true,
+            Decision::Named => false,
+            Decision::No => references_it,
+        };
+        let Some(container) = refs::container_using(spec, kind, &rname, by_reference) else {
             continue;
         };
-        let Some(hashes) = shared.hash(&(kind, ns.clone(), rname.clone()), &rv).await? else {
-            continue;
+        // A referenced resource that does not exist is observed as absent, so its creation or
+        // deletion can be acted on (`--reload-on-create`, `--reload-on-delete`).
+        let hashes = match meta {
+            Some((rv, _, _)) => shared.hash(&(kind, ns.clone(), rname.clone()), &rv).await?,
+            None => None,
         };
         observed.push(Observed {
             kind,
             name: rname,
             hashes,
             container,
+            uds_only: decision == Decision::No,
         });
     }
 
@@ -334,25 +371,36 @@ async fn reconcile<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Acti
         &observed,
         &shared.key,
         config.strategy,
+        patch::Events {
+            on_create: config.reload_on_create,
+            on_delete: config.reload_on_delete,
+        },
         now(),
     );
-    let Some(mut body) = plan.patch else {
+    let Some(body) = plan.patch else {
+        shared.ctx.metrics.reload.skipped("no_data_change");
         return Ok(Action::await_change());
     };
-    // Only on top of the version decided from: a stale cache gives a conflict and a retry,
-    // never a second rollout for the same content.
-    body["metadata"]["resourceVersion"] = serde_json::json!(obj.resource_version());
-    let api = Api::<K>::namespaced(shared.ctx.client.clone(), &ns);
-    let result = api
-        .patch(
-            &name,
-            &PatchParams {
-                field_manager: Some(FIELD_MANAGER.to_owned()),
-                ..PatchParams::default()
-            },
-            &Patch::Strategic(&body),
-        )
-        .await;
+    // Outside the namespace selection, workloads are indexed (so a namespace selected later is
+    // acted on at once) but never written.
+    if !scope::selected(shared.selection.as_ref(), &ns) {
+        shared.ctx.metrics.reload.skipped("ignored_or_not_selected");
+        return Ok(Action::await_change());
+    }
+    if !plan.rolled.is_empty()
+        && let Some(wait) = shared.rollout_slot(&ns)
+    {
+        tracing::warn!(kind = K::KIND, namespace = %ns, name = %name, wait_ms = wait.as_millis(), "rollout rate limit reached in the namespace; the rollout waits");
+        shared.ctx.metrics.reload_rate_limited();
+        shared.ctx.metrics.reload.skipped("rate_limited");
+        return Ok(Action::requeue(wait));
+    }
+    let change = Change {
+        patch: &body,
+        rolls: !plan.rolled.is_empty(),
+        now: now(),
+    };
+    let result = K::apply(&shared.ctx.client, obj.as_ref(), change).await;
     if plan.rolled.is_empty() {
         result?;
         tracing::debug!(kind = K::KIND, namespace = %ns, name = %name, "recorded reload baselines");
@@ -365,8 +413,13 @@ async fn reconcile<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Acti
         .collect::<Vec<_>>()
         .join(", ");
     match result {
-        Ok(_) => {
+        Ok(Applied::NotRolled(why)) => {
+            tracing::info!(kind = K::KIND, namespace = %ns, name = %name, changed = %changed, reason = why, "change recorded, nothing rolled");
+            Ok(Action::await_change())
+        }
+        Ok(Applied::Rolled | Applied::Recorded) => {
             shared.ctx.metrics.reload_executed(true);
+            shared.ctx.metrics.reload.action(K::KIND, &ns, true);
             let note = format!(
                 "Changes detected in {changed} in namespace '{ns}', Updated '{name}' of type '{}' in namespace '{ns}'",
                 K::KIND
@@ -375,8 +428,15 @@ async fn reconcile<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Acti
             publish(&shared, obj.as_ref(), EventType::Normal, "Reloaded", note).await;
             Ok(Action::await_change())
         }
+        // Someone else (another Lockstep replica, or any writer) changed the workload after it
+        // was read: not a failure; it is decided again from its new version.
+        Err(Error::Kube(kube::Error::Api(status))) if status.code == 409 => {
+            tracing::debug!(kind = K::KIND, namespace = %ns, name = %name, "the workload changed while deciding; deciding again");
+            Ok(Action::requeue(Duration::from_secs(1)))
+        }
         Err(e) => {
             shared.ctx.metrics.reload_executed(false);
+            shared.ctx.metrics.reload.action(K::KIND, &ns, false);
             let note = format!(
                 "Update for '{name}' of type '{}' in namespace '{ns}' failed with error {e}",
                 K::KIND
@@ -389,7 +449,7 @@ async fn reconcile<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Acti
                 note,
             )
             .await;
-            Err(e.into())
+            Err(e)
         }
     }
 }
@@ -418,27 +478,51 @@ fn error_policy<K: Workload>(obj: Arc<K>, err: &Error, _shared: Arc<Shared>) -> 
     Action::requeue(Duration::from_secs(2))
 }
 
-type Senders = (
-    mpsc::UnboundedSender<ObjectRef<Deployment>>,
-    mpsc::UnboundedSender<ObjectRef<StatefulSet>>,
-    mpsc::UnboundedSender<ObjectRef<DaemonSet>>,
-);
+/// Sends a workload (namespace, name) to its kind's controller.
+type Trigger = Box<dyn Fn(&str, &str) + Send + Sync>;
+/// The trigger of each running kind's controller, by kind.
+type Senders = HashMap<&'static str, Trigger>;
 
-fn notify(shared: &Shared, senders: &Senders, key: ResourceKey) {
-    let users = shared.index.lock().expect("index lock").users(&key);
+fn trigger<K: Workload>(tx: mpsc::UnboundedSender<ObjectRef<K>>) -> Trigger {
+    Box::new(move |ns, name| {
+        let _ = tx.unbounded_send(ObjectRef::new(name).within(ns));
+    })
+}
+
+fn notify(shared: &Shared, senders: &Senders, key: ResourceKey, meta: &kube::api::ObjectMeta) {
+    let index = shared.index.lock().expect("index lock");
+    let mut users = index.users(&key);
+    // A UDS selector may pick pods of any workload in the namespace, including ones that do not
+    // reference the resource yet.
+    if shared.uds
+        && uds::opted_in(meta.labels.as_ref())
+        && meta
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(uds::POD_RELOAD_SELECTOR))
+    {
+        users.extend(index.of.keys().filter(|w| w.1 == key.1).cloned());
+        users.sort();
+        users.dedup();
+    }
+    drop(index);
     for (kind, ns, name) in users {
-        match kind {
-            "Deployment" => {
-                let _ = senders.0.unbounded_send(ObjectRef::new(&name).within(&ns));
-            }
-            "StatefulSet" => {
-                let _ = senders.1.unbounded_send(ObjectRef::new(&name).within(&ns));
-            }
-            _ => {
-                let _ = senders.2.unbounded_send(ObjectRef::new(&name).within(&ns));
-            }
+        if let Some(send) = senders.get(kind) {
+            send(&ns, &name);
         }
     }
+}
+
+/// Adds `K`'s controller to `controllers`, fed through its trigger in `senders`.
+fn add_kind<K: Workload>(
+    shared: &Arc<Shared>,
+    shutdown: &crate::shutdown::Signal,
+    senders: &mut Senders,
+    controllers: &mut Vec<BoxFuture<'static, ()>>,
+) {
+    let (tx, rx) = mpsc::unbounded();
+    senders.insert(K::KIND, trigger::<K>(tx));
+    controllers.push(run_kind::<K>(shared.clone(), rx, shutdown.clone()).boxed());
 }
 
 fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
@@ -460,7 +544,7 @@ async fn run_kind<K: Workload>(
     let debounce = shared.ctx.config.reload.debounce;
     Controller::new(
         api::<K>(&shared.ctx.client, ns.as_deref()),
-        watcher::Config::default().any_semantic(),
+        scope::workload_watch(&shared.ctx.config.reload),
     )
     .reconcile_on(trigger)
     .with_config(controller::Config::default().debounce(debounce))
@@ -477,6 +561,30 @@ async fn run_kind<K: Workload>(
         }
     })
     .await;
+}
+
+impl Shared {
+    /// Takes a rollout slot in `namespace`: `None` when one is free (and now taken), else how
+    /// long until one frees up.
+    fn rollout_slot(&self, namespace: &str) -> Option<Duration> {
+        const WINDOW: Duration = Duration::from_secs(60);
+        let limit = self.ctx.config.reload.max_rollouts_per_namespace_per_minute as usize;
+        let now = Instant::now();
+        let mut all = self.rollouts.lock().expect("rollouts lock");
+        let recent = all.entry(namespace.to_owned()).or_default();
+        while recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+        {
+            recent.pop_front();
+        }
+        if recent.len() < limit {
+            recent.push_back(now);
+            return None;
+        }
+        let oldest = *recent.front().expect("a full window is not empty");
+        Some(WINDOW.saturating_sub(now.duration_since(oldest)) + Duration::from_millis(50))
+    }
 }
 
 /// Reads or creates the hash key, retrying until it succeeds or `shutdown` completes.
@@ -520,6 +628,27 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         controller: "reloader".into(),
         instance: std::env::var("POD_NAME").ok(),
     };
+    let reload = &ctx.config.reload;
+    let (selection, follow) = match reload.namespace_selector.clone() {
+        Some(selector) => {
+            let (selection, task) =
+                scope::follow_selection(client.clone(), selector, shutdown.clone());
+            (Some(selection), futures::FutureExt::boxed(task))
+        }
+        None => (None, futures::FutureExt::boxed(futures::future::ready(()))),
+    };
+    let uds = reload.uds_pod_reload
+        && {
+            let core = kinds::served(&client, "uds.dev/v1alpha1", "packages").await;
+            if core {
+                tracing::info!(
+                    "UDS Core's operator is present (packages.uds.dev): its pod-reload contract is left to it"
+                );
+            }
+            !core
+        };
+    let resource_watch = scope::resource_watch(reload);
+    let ignored_resources = reload.ignored_resources.clone();
     let shared = Arc::new(Shared {
         recorder: Recorder::new(client.clone(), reporter),
         ctx,
@@ -527,26 +656,55 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         config_maps,
         index: Mutex::default(),
         key,
+        uds,
+        selection: selection.clone(),
+        rollouts: Mutex::default(),
         hashes: Mutex::default(),
     });
-    let (dep_tx, dep_rx) = mpsc::unbounded();
-    let (sts_tx, sts_rx) = mpsc::unbounded();
-    let (ds_tx, ds_rx) = mpsc::unbounded();
-    let senders: Arc<Senders> = Arc::new((dep_tx, sts_tx, ds_tx));
+    // Kinds in --ignored-workload-types are not watched at all; Argo Rollouts only when the
+    // API server serves them (checked once, at start).
+    let ignored = |kind: &str| {
+        shared
+            .ctx
+            .config
+            .reload
+            .ignored_workload_kinds
+            .iter()
+            .any(|k| k == kind)
+    };
+    let mut senders = Senders::new();
+    let mut controllers = Vec::new();
+    add_kind::<Deployment>(&shared, &shutdown, &mut senders, &mut controllers);
+    add_kind::<StatefulSet>(&shared, &shutdown, &mut senders, &mut controllers);
+    add_kind::<DaemonSet>(&shared, &shutdown, &mut senders, &mut controllers);
+    if !ignored(CronJob::KIND) {
+        add_kind::<CronJob>(&shared, &shutdown, &mut senders, &mut controllers);
+    }
+    if !ignored(Job::KIND) {
+        add_kind::<Job>(&shared, &shutdown, &mut senders, &mut controllers);
+    }
+    if kinds::rollouts_served(&client).await {
+        add_kind::<Rollout>(&shared, &shutdown, &mut senders, &mut controllers);
+    } else {
+        tracing::info!("Argo Rollouts are not served: Rollouts are not reloaded");
+    }
+    let senders: Arc<Senders> = Arc::new(senders);
 
     let secret_events = {
         let shared = shared.clone();
         let senders = senders.clone();
+        let skip = ignored_resources.contains(&ResourceKind::Secret);
         reflector::reflector(
             secret_writer,
-            watcher(
+            scope::metadata_events(
                 api::<PartialObjectMeta<Secret>>(&client, ns.as_deref()),
-                watcher::Config::default().any_semantic(),
-            )
-            .default_backoff(),
+                resource_watch.clone(),
+                selection.clone(),
+            ),
         )
         .touched_objects()
         .take_until(shutdown.clone())
+        .take_while(move |_| futures::future::ready(!skip))
         .for_each(move |o| {
             if let Ok(o) = o {
                 let key = (
@@ -554,7 +712,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
                     o.namespace().unwrap_or_default(),
                     o.name_any(),
                 );
-                notify(&shared, &senders, key);
+                notify(&shared, &senders, key, &o.metadata);
             }
             async {}
         })
@@ -562,16 +720,18 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let cm_events = {
         let shared = shared.clone();
         let senders = senders.clone();
+        let skip = ignored_resources.contains(&ResourceKind::ConfigMap);
         reflector::reflector(
             cm_writer,
-            watcher(
+            scope::metadata_events(
                 api::<PartialObjectMeta<ConfigMap>>(&client, ns.as_deref()),
-                watcher::Config::default().any_semantic(),
-            )
-            .default_backoff(),
+                resource_watch,
+                selection,
+            ),
         )
         .touched_objects()
         .take_until(shutdown.clone())
+        .take_while(move |_| futures::future::ready(!skip))
         .for_each(move |o| {
             if let Ok(o) = o {
                 let key = (
@@ -579,17 +739,16 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
                     o.namespace().unwrap_or_default(),
                     o.name_any(),
                 );
-                notify(&shared, &senders, key);
+                notify(&shared, &senders, key, &o.metadata);
             }
             async {}
         })
     };
     drop(senders);
     tokio::join!(
+        follow,
         secret_events,
         cm_events,
-        run_kind::<Deployment>(shared.clone(), dep_rx, shutdown.clone()),
-        run_kind::<StatefulSet>(shared.clone(), sts_rx, shutdown.clone()),
-        run_kind::<DaemonSet>(shared, ds_rx, shutdown),
+        futures::future::join_all(controllers),
     );
 }

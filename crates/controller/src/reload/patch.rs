@@ -40,11 +40,27 @@ pub struct Observed {
     pub kind: ResourceKind,
     /// Its name.
     pub name: String,
-    /// The hashes of its data now.
-    pub hashes: ContentHashes,
+    /// The hashes of its data now; `None` when it does not exist (deleted, or not created yet).
+    pub hashes: Option<ContentHashes>,
     /// The container a reload is attributed to.
     pub container: String,
+    /// Whether only UDS Core's contract (not Reloader's annotations) asks for this reload: its
+    /// rollout is then written as UDS Core writes it, `uds.dev/restartedAt`.
+    pub uds_only: bool,
 }
+
+/// Reloader's options for resources that appear or disappear.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Events {
+    /// `--reload-on-create`: a resource created after the workload was seen without it rolls it.
+    pub on_create: bool,
+    /// `--reload-on-delete`: a resource deleted after the workload was seen with it rolls it.
+    pub on_delete: bool,
+}
+
+/// What Lockstep records for a referenced resource that does not exist, so that its creation
+/// can be told apart from a first sight.
+pub const ABSENT: &str = "absent";
 
 /// What to write to a workload.
 #[derive(Debug, Default, PartialEq)]
@@ -107,6 +123,7 @@ pub fn plan(
     observed: &[Observed],
     hash_key: &HashKey,
     strategy: Strategy,
+    events: Events,
     now: i64,
 ) -> Plan {
     let before = recorded(workload.annotations);
@@ -118,10 +135,24 @@ pub fn plan(
             .get(&k)
             .cloned()
             .or_else(|| reloader_value(workload, o.kind, &o.name));
-        if baseline.is_some_and(|b| compare(&b, &o.hashes, hash_key) == Comparison::Changed) {
+        let (roll, record) = match (&o.hashes, baseline) {
+            (Some(now), None) => (false, now.keyed.clone()),
+            (Some(now), Some(b)) if b == ABSENT => (events.on_create, now.keyed.clone()),
+            (Some(now), Some(b)) => (
+                compare(&b, now, hash_key) == Comparison::Changed,
+                now.keyed.clone(),
+            ),
+            (None, None) => (false, ABSENT.to_owned()),
+            (None, Some(b)) if b == ABSENT => (false, b),
+            // Deleted: without --reload-on-delete the pods keep what they had, and so does the
+            // baseline, so re-creating the same content rolls nothing.
+            (None, Some(_)) if events.on_delete => (true, ABSENT.to_owned()),
+            (None, Some(b)) => (false, b),
+        };
+        if roll {
             rolled.push((o.kind, o.name.clone(), o.container.clone()));
         }
-        after.insert(k, o.hashes.keyed.clone());
+        after.insert(k, record);
     }
     let hashes_text = serde_json::to_string(&after).expect("a map of strings serializes");
     let current_text = workload.annotations.and_then(|a| a.get(LOCKSTEP_HASHES));
@@ -134,7 +165,7 @@ pub fn plan(
     let mut patch = json!({"metadata": {"annotations": {LOCKSTEP_HASHES: hashes_text}}});
     if !rolled.is_empty() {
         patch["spec"] =
-            json!({"template": template_patch(workload, observed, &rolled, strategy, now)});
+            json!({"template": rollout_patch(workload, observed, &rolled, strategy, now)});
     }
     Plan {
         patch: Some(patch),
@@ -145,6 +176,34 @@ pub fn plan(
     }
 }
 
+/// The pod-template change for `rolled`: Reloader's strategy for what Reloader's annotations
+/// asked for, `uds.dev/restartedAt` for what only UDS Core's contract asked for; both in one
+/// patch, so one change is one rollout whichever contracts asked for it.
+fn rollout_patch(
+    workload: &Workload<'_>,
+    observed: &[Observed],
+    rolled: &[(ResourceKind, String, String)],
+    strategy: Strategy,
+    now: i64,
+) -> Value {
+    let uds_only = |(kind, name, _): &(ResourceKind, String, String)| {
+        observed
+            .iter()
+            .any(|o| o.kind == *kind && o.name == *name && o.uds_only)
+    };
+    let (by_uds, by_reloader): (Vec<_>, Vec<_>) = rolled.iter().cloned().partition(uds_only);
+    let mut patch = if by_reloader.is_empty() {
+        json!({})
+    } else {
+        template_patch(workload, observed, &by_reloader, strategy, now)
+    };
+    if !by_uds.is_empty() {
+        patch["metadata"]["annotations"][super::uds::RESTARTED_AT] =
+            json!(super::kinds::rfc3339(now));
+    }
+    patch
+}
+
 fn template_patch(
     workload: &Workload<'_>,
     observed: &[Observed],
@@ -152,12 +211,13 @@ fn template_patch(
     strategy: Strategy,
     now: i64,
 ) -> Value {
+    // The value written for a resource; `None` for a deleted one.
     let hash_of = |kind: ResourceKind, name: &str| {
         observed
             .iter()
             .find(|o| o.kind == kind && o.name == name)
-            .map(|o| o.hashes.keyed.clone())
-            .unwrap_or_default()
+            .and_then(|o| o.hashes.as_ref())
+            .map(|h| h.keyed.clone())
     };
     match strategy {
         Strategy::EnvVars => {
@@ -174,10 +234,19 @@ fn template_patch(
                     .find(|c| c.env.iter().flatten().any(|e| e.name == env))
                     .map(|c| c.name.clone())
                     .unwrap_or_else(|| chosen.clone());
-                per_container
-                    .entry(holder)
-                    .or_default()
-                    .push(json!({"name": env, "value": hash_of(*kind, name)}));
+                let exists = workload
+                    .spec
+                    .containers
+                    .iter()
+                    .any(|c| c.env.iter().flatten().any(|e| e.name == env));
+                let entry = match hash_of(*kind, name) {
+                    Some(hash) => json!({"name": env, "value": hash}),
+                    // Deleted: Reloader removes its variable; where there is none, the marker
+                    // is set so that the pods still roll.
+                    None if exists => json!({"name": env, "$patch": "delete"}),
+                    None => json!({"name": env, "value": reloader::deleted_hash()}),
+                };
+                per_container.entry(holder).or_default().push(entry);
             }
             let containers: Vec<Value> = per_container
                 .into_iter()
@@ -192,7 +261,7 @@ fn template_patch(
                 kind: kind.reloader_type().to_owned(),
                 name: name.clone(),
                 namespace: workload.namespace.to_owned(),
-                hash: hash_of(*kind, name),
+                hash: hash_of(*kind, name).unwrap_or_else(reloader::deleted_hash),
                 container_refs: Some(vec![container.clone()]),
                 observed_at: now,
             };
@@ -246,8 +315,9 @@ mod tests {
         Observed {
             kind,
             name: name.into(),
-            hashes: h(v),
+            hashes: Some(h(v)),
             container: "app".into(),
+            uds_only: false,
         }
     }
 
@@ -272,6 +342,7 @@ mod tests {
             &[obs(ResourceKind::Secret, "cfg", "h1")],
             &key(),
             Strategy::EnvVars,
+            Events::default(),
             0,
         );
         assert!(p.rolled.is_empty());
@@ -300,6 +371,7 @@ mod tests {
                 &[obs(ResourceKind::Secret, "cfg", "h1")],
                 &key(),
                 Strategy::EnvVars,
+                Events::default(),
                 0
             ),
             Plan::default()
@@ -309,6 +381,7 @@ mod tests {
             &[obs(ResourceKind::Secret, "cfg", "h2")],
             &key(),
             Strategy::EnvVars,
+            Events::default(),
             0,
         );
         assert_eq!(
@@ -341,6 +414,7 @@ mod tests {
             &[obs(ResourceKind::Secret, "db", "old")],
             &key(),
             Strategy::EnvVars,
+            Events::default(),
             0,
         );
         assert!(p.rolled.is_empty());
@@ -350,6 +424,7 @@ mod tests {
             &[obs(ResourceKind::Secret, "db", "new")],
             &key(),
             Strategy::EnvVars,
+            Events::default(),
             0,
         );
         assert_eq!(p.rolled.len(), 1);
@@ -379,6 +454,7 @@ mod tests {
                 &[obs(ResourceKind::ConfigMap, "cm", "hc")],
                 &key(),
                 Strategy::Annotations,
+                Events::default(),
                 5
             )
             .rolled
@@ -391,6 +467,7 @@ mod tests {
                 &[obs(ResourceKind::Secret, "cm", "zz")],
                 &key(),
                 Strategy::Annotations,
+                Events::default(),
                 5
             )
             .rolled
@@ -401,6 +478,7 @@ mod tests {
             &[obs(ResourceKind::ConfigMap, "cm", "h2")],
             &key(),
             Strategy::Annotations,
+            Events::default(),
             5,
         );
         let text = p.patch.unwrap()["spec"]["template"]["metadata"]["annotations"]
@@ -436,6 +514,7 @@ mod tests {
             ],
             &key(),
             Strategy::EnvVars,
+            Events::default(),
             0,
         );
         assert_eq!(p.rolled.len(), 2);
@@ -463,6 +542,7 @@ mod tests {
             &[obs(ResourceKind::Secret, "s", "new")],
             &key(),
             Strategy::EnvVars,
+            Events::default(),
             0,
         );
         assert!(p.rolled.is_empty());
@@ -488,6 +568,7 @@ mod tests {
             &[obs(ResourceKind::Secret, "db", "new")],
             &key(),
             Strategy::EnvVars,
+            Events::default(),
             0,
         );
         let text = serde_json::to_string(&p.patch).unwrap();
@@ -495,6 +576,149 @@ mod tests {
         assert!(
             !text.contains(&h("new").sha1),
             "no SHA-1 of the data is written"
+        );
+    }
+
+    fn absent(kind: ResourceKind, name: &str) -> Observed {
+        Observed {
+            kind,
+            name: name.into(),
+            hashes: None,
+            container: "app".into(),
+            uds_only: false,
+        }
+    }
+
+    fn on(create: bool, delete: bool) -> Events {
+        Events {
+            on_create: create,
+            on_delete: delete,
+        }
+    }
+
+    #[test]
+    fn creation_rolls_only_with_reload_on_create() {
+        let spec = spec();
+        let w0 = Workload {
+            namespace: "ns",
+            annotations: None,
+            pod_annotations: None,
+            spec: &spec,
+        };
+        // Missing at first sight: recorded as absent, nothing rolls.
+        let p = plan(
+            &w0,
+            &[absent(ResourceKind::Secret, "late")],
+            &key(),
+            Strategy::EnvVars,
+            on(true, true),
+            0,
+        );
+        assert!(p.rolled.is_empty());
+        let text = p.patch.unwrap()["metadata"]["annotations"][LOCKSTEP_HASHES]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(text, r#"{"secret/late":"absent"}"#);
+        let a = annotations(&[(LOCKSTEP_HASHES, &text)]);
+        let w = Workload {
+            namespace: "ns",
+            annotations: Some(&a),
+            pod_annotations: None,
+            spec: &spec,
+        };
+        let created = [obs(ResourceKind::Secret, "late", "v")];
+        assert!(
+            plan(&w, &created, &key(), Strategy::EnvVars, on(false, true), 0)
+                .rolled
+                .is_empty()
+        );
+        let p = plan(&w, &created, &key(), Strategy::EnvVars, on(true, false), 0);
+        assert_eq!(p.rolled.len(), 1);
+    }
+
+    #[test]
+    fn deletion_rolls_only_with_reload_on_delete_and_keeps_the_baseline_otherwise() {
+        let spec = spec();
+        let text = recorded_json(&[("secret/db", "old")]);
+        let a = annotations(&[(LOCKSTEP_HASHES, &text)]);
+        let w = Workload {
+            namespace: "ns",
+            annotations: Some(&a),
+            pod_annotations: None,
+            spec: &spec,
+        };
+        let gone = [absent(ResourceKind::Secret, "db")];
+        // Without the flag: nothing is written, so re-creating the same content rolls nothing.
+        assert_eq!(
+            plan(&w, &gone, &key(), Strategy::EnvVars, on(false, false), 0),
+            Plan::default()
+        );
+        // With it: the pods roll; Reloader's variable (on "side") is removed.
+        let p = plan(&w, &gone, &key(), Strategy::EnvVars, on(false, true), 0);
+        assert_eq!(p.rolled.len(), 1);
+        let patch = p.patch.unwrap();
+        assert_eq!(
+            patch["spec"]["template"]["spec"]["containers"],
+            json!([{"name": "side", "env": [{"name": "STAKATER_DB_SECRET", "$patch": "delete"}]}])
+        );
+        assert_eq!(
+            patch["metadata"]["annotations"][LOCKSTEP_HASHES],
+            json!(r#"{"secret/db":"absent"}"#)
+        );
+        // The annotations strategy writes Reloader's delete marker hash.
+        let p = plan(&w, &gone, &key(), Strategy::Annotations, on(false, true), 9);
+        let from = p.patch.unwrap()["spec"]["template"]["metadata"]["annotations"]
+            [LAST_RELOADED_FROM]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(from.contains(&reloader::deleted_hash()));
+    }
+
+    #[test]
+    fn uds_and_reloader_changes_make_one_patch() {
+        let spec = spec();
+        let text = recorded_json(&[("configmap/c", "1"), ("secret/s", "1")]);
+        let a = annotations(&[(LOCKSTEP_HASHES, &text)]);
+        let w = Workload {
+            namespace: "ns",
+            annotations: Some(&a),
+            pod_annotations: None,
+            spec: &spec,
+        };
+        let mut by_uds = obs(ResourceKind::ConfigMap, "c", "2");
+        by_uds.uds_only = true;
+        // Only UDS asked: UDS's annotation, no env var.
+        let p = plan(
+            &w,
+            &[by_uds.clone()],
+            &key(),
+            Strategy::EnvVars,
+            Events::default(),
+            0,
+        );
+        let t = &p.patch.unwrap()["spec"]["template"];
+        assert_eq!(
+            t["metadata"]["annotations"][super::super::uds::RESTARTED_AT],
+            json!("1970-01-01T00:00:00Z")
+        );
+        assert!(t.get("spec").is_none());
+        // Both: one patch with both.
+        let p = plan(
+            &w,
+            &[obs(ResourceKind::Secret, "s", "2"), by_uds],
+            &key(),
+            Strategy::EnvVars,
+            Events::default(),
+            0,
+        );
+        assert_eq!(p.rolled.len(), 2);
+        let t = &p.patch.unwrap()["spec"]["template"];
+        assert!(t["metadata"]["annotations"][super::super::uds::RESTARTED_AT].is_string());
+        assert_eq!(
+            t["spec"]["containers"][0]["env"][0]["name"],
+            json!("STAKATER_S_SECRET")
         );
     }
 }

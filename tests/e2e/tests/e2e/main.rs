@@ -7,6 +7,5 @@ mod binary;
 mod providers;
 mod reload;
 mod reload_annotations;
-mod reload_key;
 mod smoke;
 mod sync;

@@ -4,7 +4,7 @@
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use kube::Api;
-use kube::api::PostParams;
+use kube::api::{Patch, PatchParams, PostParams};
 use lockstep_e2e::{Lockstep, OpenBao, TestNamespace, ensure_crds, test_env, unique_name};
 use serde_json::json;
 
@@ -83,7 +83,8 @@ async fn templates_render_from_openbao_data_with_template_from_and_merge() {
           "target": { "template": {
             "type": "kubernetes.io/basic-auth",
             "mergePolicy": "Merge",
-            "metadata": { "labels": { "app": "{{ .username }}" }, "annotations": { "rendered-by": "lockstep" } },
+            "metadata": { "labels": { "app": "{{ .username }}" }, "annotations": { "rendered-by": "lockstep" },
+                          "finalizers": ["e2e.lockstep.dev/keep"] },
             "data": { "url": "postgres://{{ .username }}:{{ .password | urlquery }}@{{ .host }}:5432/app",
                       "host": "{{ .host | upper }}" },
             "templateFrom": [
@@ -128,6 +129,24 @@ async fn templates_render_from_openbao_data_with_template_from_and_merge() {
         Some("lockstep")
     );
     assert_eq!(annotations.get("checksum").map(String::len), Some(8));
+    assert_eq!(
+        s.metadata.finalizers.as_deref(),
+        Some(&["e2e.lockstep.dev/keep".to_owned()][..]),
+        "the template's finalizers are added"
+    );
+    // A label the template no longer sets leaves the Secret; one it sets now arrives.
+    patch_es(
+        &client,
+        ns.name(),
+        "db",
+        json!({ "spec": { "target": { "template": { "metadata": { "labels": { "app": null, "team": "payments" } } } } } }),
+    )
+    .await;
+    wait_secret(&client, ns.name(), "db", "the template's new labels", |s| {
+        let labels = s.metadata.labels.clone().unwrap_or_default();
+        labels.get("team").map(String::as_str) == Some("payments") && !labels.contains_key("app")
+    })
+    .await;
 
     // Replace (the default): only templated keys.
     create_es(
@@ -217,4 +236,13 @@ async fn templates_render_from_openbao_data_with_template_from_and_merge() {
         .expect("kept");
     assert_eq!(value(&kept, "dsn").as_deref(), Some("app@db.internal"));
     lockstep.stop().await;
+    // The template's finalizer would hold the Secret (and the namespace) forever.
+    Api::<Secret>::namespaced(client.clone(), ns.name())
+        .patch(
+            "db",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "finalizers": null } })),
+        )
+        .await
+        .expect("clear the finalizer");
 }

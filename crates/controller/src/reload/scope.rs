@@ -1,0 +1,216 @@
+//! What the reload controller's watches cover: Reloader's namespace and label filters applied
+//! at the watch, so that what they exclude is never cached (Reloader filters after its cache).
+//!
+//! - `--namespaces-to-ignore` and `--resource-label-selector` become field and label selectors
+//!   of the watch itself: the apiserver never sends what they exclude.
+//! - `--namespace-selector` is a label selector on Namespaces, which a watch of Secrets cannot
+//!   express: the selected namespaces are watched, and Secret/ConfigMap events from other
+//!   namespaces are dropped before they reach the cache. When the selection changes, the watch
+//!   starts over, so objects of a newly selected namespace are listed.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt, future};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use super::ReloadConfig;
+
+/// The namespaces the selector selects, `None` until they are first known.
+pub type Selection = watch::Receiver<Option<Arc<HashSet<String>>>>;
+
+/// The watch configuration of Secrets and ConfigMaps: label selector and ignored namespaces.
+pub fn resource_watch(config: &ReloadConfig) -> watcher::Config {
+    let mut wc = workload_watch(config);
+    if let Some(labels) = config.resource_label_selector.as_deref() {
+        wc = wc.labels(labels);
+    }
+    wc
+}
+
+/// The watch configuration of workloads: ignored namespaces.
+pub fn workload_watch(config: &ReloadConfig) -> watcher::Config {
+    let mut wc = watcher::Config::default().any_semantic();
+    let fields = config
+        .namespaces_to_ignore
+        .iter()
+        .map(|ns| format!("metadata.namespace!={ns}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    if !fields.is_empty() {
+        wc = wc.fields(&fields);
+    }
+    wc
+}
+
+/// Follows the namespaces that `selector` selects, until `shutdown`.
+pub fn follow_selection(
+    client: Client,
+    selector: String,
+    shutdown: crate::shutdown::Signal,
+) -> (Selection, impl Future<Output = ()> + Send) {
+    let (tx, rx) = watch::channel(None);
+    let task = async move {
+        let api = Api::<PartialObjectMeta<Namespace>>::all(client);
+        let mut known: Option<HashSet<String>> = None;
+        let mut pending: HashSet<String> = HashSet::new();
+        let events = watcher(
+            api,
+            watcher::Config::default().any_semantic().labels(&selector),
+        )
+        .default_backoff()
+        .take_until(shutdown);
+        futures::pin_mut!(events);
+        while let Some(event) = events.next().await {
+            let Ok(event) = event else { continue };
+            let mut next = known.clone().unwrap_or_default();
+            match event {
+                watcher::Event::Init => {
+                    pending.clear();
+                    continue;
+                }
+                watcher::Event::InitApply(ns) => {
+                    pending.insert(ns.name_any());
+                    continue;
+                }
+                watcher::Event::InitDone => next = std::mem::take(&mut pending),
+                watcher::Event::Apply(ns) => {
+                    next.insert(ns.name_any());
+                }
+                watcher::Event::Delete(ns) => {
+                    next.remove(&ns.name_any());
+                }
+            }
+            if known.as_ref() != Some(&next) {
+                tracing::info!(
+                    namespaces = next.len(),
+                    "reload namespace selection changed"
+                );
+                known = Some(next.clone());
+                let _ = tx.send(Some(Arc::new(next)));
+            }
+        }
+    };
+    (rx, task)
+}
+
+/// A metadata-only watch of `K` (an `Api` of `PartialObjectMeta`: the apiserver sends no
+/// data), limited to the selected namespaces when there is a selection.
+pub fn metadata_events<K>(
+    api: Api<PartialObjectMeta<K>>,
+    config: watcher::Config,
+    selection: Option<Selection>,
+) -> BoxStream<'static, Result<watcher::Event<PartialObjectMeta<K>>, watcher::Error>>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let Some(selection) = selection else {
+        return watcher(api, config).default_backoff().modify(slim).boxed();
+    };
+    futures::stream::unfold(selection, move |mut selection| {
+        let api = api.clone();
+        let config = config.clone();
+        async move {
+            // Nothing is listed before the selection is known: an empty first list would make
+            // every referenced resource look absent.
+            let selected = selection
+                .wait_for(Option::is_some)
+                .await
+                .ok()?
+                .clone()
+                .expect("waited for a selection");
+            let mut changes = selection.clone();
+            let changed = async move {
+                if changes.changed().await.is_err() {
+                    future::pending::<()>().await;
+                }
+            };
+            let events = watcher(api, config)
+                .default_backoff()
+                .modify(slim)
+                .try_filter(move |event| future::ready(in_selection(event, &selected)))
+                .take_until(changed);
+            Some((events, selection))
+        }
+    })
+    .flatten()
+    .boxed()
+}
+
+/// Drops what the cache never needs: managedFields, and `kubectl apply`'s copy of the last
+/// applied object (which, for a Secret, holds its data).
+fn slim<K>(object: &mut PartialObjectMeta<K>) {
+    object.metadata.managed_fields = None;
+    if let Some(annotations) = object.metadata.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+fn in_selection<K: Resource>(event: &watcher::Event<K>, selected: &HashSet<String>) -> bool {
+    match event {
+        watcher::Event::Apply(o) | watcher::Event::InitApply(o) | watcher::Event::Delete(o) => o
+            .meta()
+            .namespace
+            .as_ref()
+            .is_some_and(|ns| selected.contains(ns)),
+        watcher::Event::Init | watcher::Event::InitDone => true,
+    }
+}
+
+/// Whether workloads of `namespace` may be rolled under the current selection.
+pub fn selected(selection: Option<&Selection>, namespace: &str) -> bool {
+    selection.is_none_or(|s| {
+        s.borrow()
+            .as_ref()
+            .is_some_and(|set| set.contains(namespace))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::Secret;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+
+    use super::*;
+
+    #[test]
+    fn the_cache_keeps_no_managed_fields_nor_kubectls_copy_of_the_data() {
+        let mut o: PartialObjectMeta<Secret> = PartialObjectMeta {
+            types: None,
+            metadata: kube::api::ObjectMeta {
+                name: Some("db".into()),
+                managed_fields: Some(vec![ManagedFieldsEntry::default()]),
+                annotations: Some(
+                    [
+                        (
+                            "kubectl.kubernetes.io/last-applied-configuration".to_owned(),
+                            r#"{"data":{"password":"Y2FuYXJ5"}}"#.to_owned(),
+                        ),
+                        ("reloader.stakater.com/match".to_owned(), "true".to_owned()),
+                    ]
+                    .into(),
+                ),
+                ..Default::default()
+            },
+            _phantom: std::marker::PhantomData,
+        };
+        slim(&mut o);
+        assert!(o.metadata.managed_fields.is_none());
+        let annotations = o.metadata.annotations.expect("kept");
+        assert_eq!(annotations.len(), 1);
+        assert!(annotations.contains_key("reloader.stakater.com/match"));
+    }
+}
