@@ -16,6 +16,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ConfigMap, EnvVar, Secret};
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use lockstep_api::reloader::{self, ReloadSource};
@@ -209,10 +210,17 @@ async fn wait_baselines(client: &Client, ns: &str, expected: &[(&str, &[&str])])
             if have == want {
                 break;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the baseline of {name} is {have:?}, expected {want:?}"
-            );
+            if tokio::time::Instant::now() >= deadline {
+                let mut all = Vec::new();
+                for (other, _) in expected {
+                    let keys: Vec<String> = baseline(client, ns, other).await.into_keys().collect();
+                    all.push(format!("{other}: {keys:?}"));
+                }
+                panic!(
+                    "the baseline of {name} is {have:?}, expected {want:?}; all: {}",
+                    all.join(", ")
+                );
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -1249,5 +1257,110 @@ async fn the_reloaded_event_names_the_secret_and_never_its_value() {
             "a log line carries a Secret value"
         );
     }
+    lockstep.stop().await;
+}
+
+/// The RBAC of a namespaced Lockstep, minus (with `list_secrets: false`) listing and watching
+/// Secrets: it can still read and create its hash key and read a Secret's data.
+fn reload_role(list_secrets: bool) -> Role {
+    let secret_verbs: &[&str] = if list_secrets {
+        &["get", "create", "list", "watch"]
+    } else {
+        &["get", "create"]
+    };
+    serde_json::from_value(json!({
+        "metadata": { "name": "lockstep-reload" },
+        "rules": [
+            { "apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets"],
+              "verbs": ["get", "list", "watch", "patch", "update"] },
+            { "apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": ["get", "list", "watch"] },
+            { "apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"] },
+            { "apiGroups": [""], "resources": ["secrets"], "verbs": secret_verbs },
+            { "apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"] }
+        ]
+    }))
+    .expect("role")
+}
+
+/// Reconciles that start before the Secret cache is filled (here: until Lockstep may list
+/// Secrets; in a large cluster: whenever listing them takes longer than the debounce) wait for
+/// it, and every one of them goes on once it is filled: each Deployment gets its baseline and
+/// rolls on a change.
+#[tokio::test]
+async fn every_workload_is_reconciled_when_reconciles_start_before_the_caches_are_ready() {
+    let env = test_env();
+    let client = env.admin_client().await;
+    let ns = TestNamespace::create(&client, "annot-ready").await;
+    let ns = ns.name();
+    let names = ["one", "two", "three", "four", "five", "six"];
+    let resources: Vec<String> = names.iter().map(|n| format!("secret/{n}")).collect();
+    let resources: Vec<(&str, Value)> = resources.iter().map(|r| (r.as_str(), json!({}))).collect();
+    set_all(&client, ns, &resources, "1").await;
+    let cases: Vec<Case> = names
+        .iter()
+        .map(|n| {
+            case(
+                n,
+                json!({ reloader::AUTO: "true" }),
+                app(env_from(&[n], &[])),
+            )
+        })
+        .collect();
+    create_deployments(&client, ns, &cases).await;
+
+    let roles = Api::<Role>::namespaced(client.clone(), ns);
+    roles
+        .create(&PostParams::default(), &reload_role(false))
+        .await
+        .expect("create role");
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": { "name": "lockstep-reload" },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "lockstep-reload" },
+        "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                       "name": env.var("LOCKSTEP_RESTRICTED_USER") }]
+    }))
+    .expect("rolebinding");
+    Api::<RoleBinding>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("create rolebinding");
+    let lockstep =
+        Lockstep::start_with(env.restricted_client().await, config(ns, Strategy::EnvVars));
+    // Every Deployment's reconcile has started and waits for the Secret cache.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for n in names {
+        assert!(
+            baseline(&client, ns, n).await.is_empty(),
+            "{n} is not decided before the Secret cache is filled"
+        );
+    }
+    roles
+        .replace("lockstep-reload", &PostParams::default(), &{
+            let mut role = reload_role(true);
+            role.metadata.resource_version = roles
+                .get("lockstep-reload")
+                .await
+                .expect("role")
+                .metadata
+                .resource_version;
+            role
+        })
+        .await
+        .expect("let Lockstep list Secrets");
+
+    let keys: Vec<[String; 1]> = names.iter().map(|n| [format!("secret/{n}")]).collect();
+    let keys: Vec<Vec<&str>> = keys
+        .iter()
+        .map(|k| k.iter().map(String::as_str).collect())
+        .collect();
+    let expected: Vec<(&str, &[&str])> = names
+        .iter()
+        .zip(&keys)
+        .map(|(n, k)| (*n, k.as_slice()))
+        .collect();
+    wait_baselines(&client, ns, &expected).await;
+    set_all(&client, ns, &resources, "2").await;
+    let after: Vec<(&str, usize)> = names.iter().map(|n| (*n, 2)).collect();
+    expect_replica_sets(&client, ns, &after, "every Deployment rolls").await;
     lockstep.stop().await;
 }
