@@ -24,6 +24,7 @@ use kube::runtime::{Controller, WatchStreamExt, controller};
 use kube::{Api, Client, Resource, ResourceExt};
 use lockstep_api::reload_hash::{self, ContentHashes, HashKey};
 use lockstep_api::reloader::ResourceKind;
+use tokio::sync::watch;
 
 use super::decide::{self, Decision, Input};
 use super::kinds::{self, Applied, Change, Rollout, Workload};
@@ -112,6 +113,10 @@ pub struct Shared {
     rollouts: Mutex<HashMap<String, VecDeque<Instant>>>,
     /// Hashes of each resource's data at a resourceVersion, so data is read only when it moved.
     hashes: Mutex<HashMap<ResourceKey, (String, ContentHashes)>>,
+    /// Becomes `true` once the Secret and ConfigMap caches (those watched) are filled. Reconciles
+    /// wait on this, not on the stores: a store's `wait_until_ready` wakes only the last of
+    /// several concurrent waiters, so the others would wait forever.
+    caches_ready: watch::Receiver<bool>,
 }
 
 impl Shared {
@@ -240,13 +245,7 @@ async fn reconcile<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Acti
 }
 
 async fn reload<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Action, Error> {
-    let ignored = &shared.ctx.config.reload.ignored_resources;
-    if !ignored.contains(&ResourceKind::Secret) {
-        let _ = shared.secrets.wait_until_ready().await;
-    }
-    if !ignored.contains(&ResourceKind::ConfigMap) {
-        let _ = shared.config_maps.wait_until_ready().await;
-    }
+    let _ = shared.caches_ready.clone().wait_for(|ready| *ready).await;
     let ns = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
     let wkey: WorkloadKey = (K::KIND, ns.clone(), name.clone());
@@ -649,6 +648,28 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         };
     let resource_watch = scope::resource_watch(reload);
     let ignored_resources = reload.ignored_resources.clone();
+    // One waiter per store (see `Shared::caches_ready`); shutdown ends the wait.
+    let (caches_ready_tx, caches_ready) = watch::channel(false);
+    let caches = {
+        let (secrets, config_maps) = (secrets.clone(), config_maps.clone());
+        let ignored = ignored_resources.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            let filled = async {
+                if !ignored.contains(&ResourceKind::Secret) {
+                    let _ = secrets.wait_until_ready().await;
+                }
+                if !ignored.contains(&ResourceKind::ConfigMap) {
+                    let _ = config_maps.wait_until_ready().await;
+                }
+                caches_ready_tx.send_replace(true);
+            };
+            tokio::select! {
+                () = filled => {}
+                () = shutdown => {}
+            }
+        }
+    };
     let shared = Arc::new(Shared {
         recorder: Recorder::new(client.clone(), reporter),
         ctx,
@@ -660,6 +681,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         selection: selection.clone(),
         rollouts: Mutex::default(),
         hashes: Mutex::default(),
+        caches_ready,
     });
     // Kinds in --ignored-workload-types are not watched at all; Argo Rollouts only when the
     // API server serves them (checked once, at start).
@@ -747,6 +769,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     drop(senders);
     tokio::join!(
         follow,
+        caches,
         secret_events,
         cm_events,
         futures::future::join_all(controllers),

@@ -6,5 +6,6 @@ mod api;
 mod binary;
 mod providers;
 mod reload;
+mod reload_annotations;
 mod smoke;
 mod sync;
