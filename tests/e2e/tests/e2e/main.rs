@@ -6,6 +6,5 @@ mod api;
 mod binary;
 mod providers;
 mod reload;
-mod reload_annotations;
 mod smoke;
 mod sync;

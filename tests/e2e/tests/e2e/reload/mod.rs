@@ -4,6 +4,7 @@
 //! past the debounce and a controller sync.
 
 mod after_sync;
+mod annotations;
 mod deployment;
 mod hash_key;
 mod jobs;
