@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
 use kube::Api;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use lockstep_e2e::{
     TIMEOUT, TestNamespace, cluster_scoped, ensure_crds, eventually, test_env, unique_name,
 };
@@ -85,14 +87,10 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
-#[tokio::test]
-async fn lockstep_run_syncs_under_its_chart_rbac_serves_metrics_and_stops_on_sigterm() {
+/// Creates a ClusterRole from `deploy/rbac/clusterrole.yaml` under a unique name and binds it
+/// in `ns` to the restricted user; returns the role's name (delete it at the end).
+async fn bind_chart_role(admin: &kube::Client, ns: &str) -> String {
     let env = test_env();
-    let admin = env.admin_client().await;
-    ensure_crds(&admin).await;
-    let ns = TestNamespace::create(&admin, "binary").await;
-
-    // The ClusterRole from deploy/, bound in this namespace to the restricted user.
     let role_name = unique_name("lockstep");
     let yaml = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/rbac/clusterrole.yaml"),
@@ -113,10 +111,128 @@ async fn lockstep_run_syncs_under_its_chart_rbac_serves_metrics_and_stops_on_sig
         "subjects": [{ "kind": "User", "name": env.var("LOCKSTEP_RESTRICTED_USER") }]
     }))
     .expect("binding");
-    Api::<RoleBinding>::namespaced(admin.clone(), ns.name())
+    Api::<RoleBinding>::namespaced(admin.clone(), ns)
         .create(&PostParams::default(), &binding)
         .await
         .expect("binding");
+    role_name
+}
+
+#[tokio::test]
+async fn lockstep_run_reload_rolls_a_deployment_under_its_chart_rbac() {
+    let env = test_env();
+    let admin = env.admin_client().await;
+    let ns = TestNamespace::create(&admin, "binary-reload").await;
+    let role_name = bind_chart_role(&admin, ns.name()).await;
+    let secrets = Api::<Secret>::namespaced(admin.clone(), ns.name());
+    let first = unique_name("canary-reload-first");
+    let second = unique_name("canary-reload-second");
+    let set = |value: String| {
+        let secrets = secrets.clone();
+        async move {
+            secrets
+                .patch(
+                    "db",
+                    &PatchParams::apply("e2e").force(),
+                    &Patch::Apply(json!({
+                        "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "db" },
+                        "stringData": { "password": value }
+                    })),
+                )
+                .await
+                .expect("secret");
+        }
+    };
+    set(first.clone()).await;
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": { "name": "web", "annotations": { "reloader.stakater.com/auto": "true" } },
+        "spec": { "replicas": 1, "selector": { "matchLabels": { "app": "web" } },
+          "template": { "metadata": { "labels": { "app": "web" } },
+            "spec": { "containers": [{ "name": "app", "image": "registry.invalid/app:1",
+              "envFrom": [{ "secretRef": { "name": "db" } }] }] } } }
+    }))
+    .expect("deployment");
+    let deployments = Api::<Deployment>::namespaced(admin.clone(), ns.name());
+    deployments
+        .create(&PostParams::default(), &deployment)
+        .await
+        .expect("deployment");
+    let replica_sets = || async {
+        Api::<ReplicaSet>::namespaced(admin.clone(), ns.name())
+            .list(&ListParams::default().labels("app=web"))
+            .await
+            .expect("replicasets")
+            .items
+            .len()
+    };
+    eventually("the first ReplicaSet", TIMEOUT, || async {
+        (replica_sets().await == 1).then_some(())
+    })
+    .await;
+
+    let (metrics_port, health_port) = (free_port(), free_port());
+    let mut command = Command::new(lockstep_bin());
+    command
+        .args([
+            "run",
+            "--namespace",
+            ns.name(),
+            "--disable-cluster-stores",
+            "--reload",
+        ])
+        .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+        .args(["--health-addr", &format!("127.0.0.1:{health_port}")])
+        .env("KUBECONFIG", env.var("LOCKSTEP_RESTRICTED_KUBECONFIG"))
+        .env_remove("POD_NAMESPACE")
+        .stdout(Stdio::null());
+    let mut running = Running::start(command);
+    eventually("the baseline on the Deployment", TIMEOUT, || async {
+        let d = deployments.get("web").await.ok()?;
+        d.metadata
+            .annotations?
+            .get("reload.lockstep.dev/hashes")
+            .map(|_| ())
+    })
+    .await;
+    assert!(
+        secrets
+            .get_opt("lockstep-reload-hash-key")
+            .await
+            .expect("get")
+            .is_some(),
+        "the hash key Secret was created under the chart's RBAC"
+    );
+    set(second.clone()).await;
+    eventually("a new ReplicaSet", TIMEOUT, || async {
+        (replica_sets().await == 2).then_some(())
+    })
+    .await;
+    let logs = running.logs();
+    assert!(
+        !logs.contains(&first) && !logs.contains(&second),
+        "no value in the logs"
+    );
+    assert!(
+        !logs.contains("forbidden"),
+        "nothing forbidden under the chart's RBAC:\n{logs}"
+    );
+    running.child.kill().expect("kill");
+    let _ = running.child.wait();
+    let _serial = cluster_scoped().await;
+    Api::<ClusterRole>::all(admin)
+        .delete(&role_name, &DeleteParams::default())
+        .await
+        .expect("delete role");
+}
+
+#[tokio::test]
+async fn lockstep_run_syncs_under_its_chart_rbac_serves_metrics_and_stops_on_sigterm() {
+    let env = test_env();
+    let admin = env.admin_client().await;
+    ensure_crds(&admin).await;
+    let ns = TestNamespace::create(&admin, "binary").await;
+
+    let role_name = bind_chart_role(&admin, ns.name()).await;
 
     let canary = unique_name("canary-bin");
     create_store(&admin, ns.name(), json!({
