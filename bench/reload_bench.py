@@ -24,7 +24,7 @@ Then it starts `lockstep run --reload` on all namespaces and measures:
            Secret that one Deployment uses (alternately its envFrom and its volume Secret), and
            between them updates of Secrets no Deployment uses. For each used Secret: the time
            from just before the update request is sent until a watch delivers the Deployment with
-           a new metadata.generation (its pod template patched), and until a watch delivers the
+           a changed spec.template (its pod template patched), and until a watch delivers the
            new ReplicaSet (kube-controller-manager's part); p50/p99/max. Each update waits for
            both (or a timeout) plus a pause, so the updates are independent of each other;
   rolled   ReplicaSets per Deployment listed before the updates and after them (once the
@@ -150,11 +150,14 @@ class Deployments:
 
     def __init__(self):
         self.cond = threading.Condition()
-        self.generation: dict[tuple[str, str], int] = {}
+        # The pod template as canonical JSON, by Deployment. (Not metadata.generation: the
+        # apiserver bumps a Deployment's generation on any annotation change too, so the
+        # baseline annotation alone moves it.)
+        self.template: dict[tuple[str, str], str] = {}
         self.uid: dict[tuple[str, str], str] = {}
         self.baselined: set[tuple[str, str]] = set()
-        # (time, generation) of every generation change seen, by Deployment.
-        self.generation_seen: dict[tuple[str, str], list[tuple[float, int]]] = {}
+        # (time, template) of every pod template change seen, by Deployment.
+        self.template_seen: dict[tuple[str, str], list[tuple[float, str]]] = {}
         # owner uid -> [(time, ReplicaSet name)] of ReplicaSets seen ADDED by the watch.
         self.rs_added: dict[str, list[tuple[float, str]]] = {}
         self.rs_names: dict[str, set[str]] = {}
@@ -164,10 +167,10 @@ class Deployments:
         key = (meta["namespace"], meta["name"])
         with self.cond:
             self.uid[key] = meta["uid"]
-            gen = meta.get("generation", 0)
-            if self.generation.get(key) != gen:
-                self.generation_seen.setdefault(key, []).append((now, gen))
-            self.generation[key] = gen
+            template = json.dumps(d["spec"]["template"], sort_keys=True)
+            if self.template.get(key) != template:
+                self.template_seen.setdefault(key, []).append((now, template))
+            self.template[key] = template
             if HASHES in (meta.get("annotations") or {}):
                 self.baselined.add(key)
             self.cond.notify_all()
@@ -424,13 +427,14 @@ class Bench:
     def phase_ready(self, n: int) -> None:
         st = self.state
         with st.cond:
-            gens_before = dict(st.generation)
+            templates_before = dict(st.template)
         cpu0 = self.cpu_now()
-        args = ["--reload", "--disable-cluster-stores", "--reload-key-namespace", KEY_NS,
-                *self.args.lockstep_arg]
+        args = ["--reload", "--disable-cluster-stores", *self.args.lockstep_arg]
+        # Where the hash-key Secret lives (`--reload-key-namespace`), as a pod gets it.
+        os.environ["POD_NAMESPACE"] = KEY_NS
         ls = self.lockstep = Lockstep(self.binary, self.env["KUBECONFIG"], None, 8,
                                       self.work / "lockstep.log", args)
-        say(f"lockstep run {' '.join(args)} (pid {ls.pid}); waiting for every Deployment's baseline")
+        say(f"POD_NAMESPACE={KEY_NS} lockstep run {' '.join(args)} (pid {ls.pid}); waiting for every Deployment's baseline")
         ok = st.wait(lambda: len(st.baselined) >= n or ls.proc.poll() is not None, self.args.timeout)
         t_ready = time.monotonic()
         ls.check_alive()
@@ -439,7 +443,7 @@ class Bench:
         status = ls.status()
         ready_s = t_ready - ls.started
         with st.cond:
-            rolled_at_start = sorted(k for k, g in st.generation.items() if gens_before.get(k) != g)
+            rolled_at_start = sorted(k for k, t in st.template.items() if templates_before.get(k) != t)
         cpu = {k: v - cpu0.get(k, 0) for k, v in self.cpu_now().items()}
         say(f"  all {n} baselined {ready_s:.2f}s after process start; VmHWM {mib(status.get('VmHWM', 0))}")
         self.results["ready"] = {
@@ -483,17 +487,18 @@ class Bench:
                                body, content_type="application/merge-patch+json")
                 time.sleep(a.pause_ms / 1000)
             with st.cond:
-                gen0 = st.generation[key]
+                template0 = st.template[key]
+                seen0 = len(st.template_seen[key])
                 rs0 = set(st.rs_names.get(uid, set()))
             body = {"data": {"key-0": base64.b64encode(os.urandom(96)).decode()}}
             t0 = time.monotonic()
             self.kube.must("PATCH", f"/api/v1/namespaces/{ns}/secrets/{secret}", body,
                            content_type="application/merge-patch+json")
-            got_gen = st.wait(lambda: st.generation[key] > gen0, a.update_timeout)
+            got_gen = st.wait(lambda: st.template[key] != template0, a.update_timeout)
             got_rs = st.wait(lambda: bool(st.rs_names.get(uid, set()) - rs0), a.update_timeout)
             with st.cond:
                 if got_gen:
-                    patched.append(next(t for t, g in st.generation_seen[key] if g > gen0) - t0)
+                    patched.append(st.template_seen[key][seen0][0] - t0)
                 if got_rs:
                     new = st.rs_names[uid] - rs0
                     rs_new.append(min(t for t, name in st.rs_added.get(uid, []) if name in new) - t0)
