@@ -112,6 +112,10 @@ pub struct Shared {
     rollouts: Mutex<HashMap<String, VecDeque<Instant>>>,
     /// Hashes of each resource's data at a resourceVersion, so data is read only when it moved.
     hashes: Mutex<HashMap<ResourceKey, (String, ContentHashes)>>,
+    /// True once the Secret and ConfigMap caches hold their first list. Reconciles wait on this
+    /// rather than on `Store::wait_until_ready`, which wakes only the last of several
+    /// concurrent waiters (kube-runtime's `DelayedInit` keeps one waker).
+    caches_ready: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Shared {
@@ -212,13 +216,7 @@ async fn reconcile<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Acti
 }
 
 async fn reload<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Action, Error> {
-    let ignored = &shared.ctx.config.reload.ignored_resources;
-    if !ignored.contains(&ResourceKind::Secret) {
-        let _ = shared.secrets.wait_until_ready().await;
-    }
-    if !ignored.contains(&ResourceKind::ConfigMap) {
-        let _ = shared.config_maps.wait_until_ready().await;
-    }
+    let _ = shared.caches_ready.clone().wait_for(|ready| *ready).await;
     let ns = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
     let wkey: WorkloadKey = (K::KIND, ns.clone(), name.clone());
@@ -556,6 +554,30 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     };
     let resource_watch = scope::resource_watch(reload);
     let ignored_resources = reload.ignored_resources.clone();
+    // The one waiter on the caches' first lists (see `Shared::caches_ready`); an ignored kind's
+    // cache is never filled and not waited for.
+    let (ready_tx, caches_ready) = tokio::sync::watch::channel(false);
+    let wait_for_caches = {
+        let secrets = secrets.clone();
+        let config_maps = config_maps.clone();
+        let ignored = ignored_resources.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            let ready = async {
+                if !ignored.contains(&ResourceKind::Secret) {
+                    let _ = secrets.wait_until_ready().await;
+                }
+                if !ignored.contains(&ResourceKind::ConfigMap) {
+                    let _ = config_maps.wait_until_ready().await;
+                }
+                let _ = ready_tx.send(true);
+            };
+            tokio::select! {
+                () = ready => {}
+                () = shutdown => {}
+            }
+        }
+    };
     let shared = Arc::new(Shared {
         recorder: Recorder::new(client.clone(), reporter),
         ctx,
@@ -566,6 +588,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         selection: selection.clone(),
         rollouts: Mutex::default(),
         hashes: Mutex::default(),
+        caches_ready,
     });
     // Kinds in --ignored-workload-types are not watched at all; Argo Rollouts only when the
     // API server serves them (checked once, at start).
@@ -653,6 +676,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     drop(senders);
     tokio::join!(
         follow,
+        wait_for_caches,
         secret_events,
         cm_events,
         futures::future::join_all(controllers),
