@@ -118,7 +118,10 @@ where
         + 'static,
 {
     let Some(selection) = selection else {
-        return watcher(api, config).default_backoff().boxed();
+        return watcher(api, config)
+            .default_backoff()
+            .modify(|o| o.metadata.managed_fields = None)
+            .boxed();
     };
     futures::stream::unfold(selection, move |mut selection| {
         let api = api.clone();
@@ -140,6 +143,7 @@ where
             };
             let events = watcher(api, config)
                 .default_backoff()
+                .modify(|o| o.metadata.managed_fields = None)
                 .try_filter(move |event| future::ready(in_selection(event, &selected)))
                 .take_until(changed);
             Some((events, selection))
