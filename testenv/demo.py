@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
-"""Lockstep's demo on the local environment: OpenBao -> ExternalSecret -> Secret, then a rotation.
+"""Lockstep's demo on the local environment: OpenBao -> ExternalSecret -> Secret, then a rotation
+that the Secret follows and that rolls the Deployment using it (a new ReplicaSet).
 
 Run by scripts/demo with the environment's virtualenv Python (it needs PyYAML, which the
 environment installs), after `testenv.py up`. It talks to the apiserver and OpenBao over HTTPS
-with the environment's CAs and tokens, runs `lockstep run` scoped to the `demo` namespace, and
-leaves the objects in place so they can be inspected afterwards.
+with the environment's CAs and tokens, runs `lockstep run --reload` scoped to the `demo` namespace,
+and leaves the objects in place so they can be inspected afterwards. The Deployment `web` is
+annotated `reloader.stakater.com/auto: "true"` and takes the Secret with envFrom; its pod never
+runs (the environment has no kubelet), but kube-controller-manager makes a ReplicaSet for each
+pod template, which is what the demo shows before and after the rotation.
 
 With `--aws` (`scripts/demo --aws`) the same story runs against AWS Secrets Manager on moto,
 behind the environment's AWS proxy, with IRSA: a ServiceAccount annotated with
@@ -178,8 +182,8 @@ def main() -> int:
                               "spec": {"containers": [{"name": "web", "image": "registry.invalid/web:1",
                                                        "envFrom": [{"secretRef": {"name": "database"}}]}]}}}})
 
-    say("starting `lockstep run --namespace demo`")
-    proc = subprocess.Popen([lockstep_bin, "run", "--namespace", NS, "--metrics-addr", "127.0.0.1:0",
+    say("starting `lockstep run --namespace demo --reload` (sync, and Reloader's rollouts)")
+    proc = subprocess.Popen([lockstep_bin, "run", "--namespace", NS, "--reload", "--metrics-addr", "127.0.0.1:0",
                              "--health-addr", "127.0.0.1:0", "--log-format", "text"],
                             env={**os.environ, "KUBECONFIG": env["KUBECONFIG"], "RUST_LOG": "info"})
     try:
@@ -195,6 +199,14 @@ def main() -> int:
         ready = next(c for c in es["status"]["conditions"] if c["type"] == "Ready")
         print(f"    ExternalSecret Ready={ready['status']} reason={ready['reason']} message={ready['message']!r}")
 
+        # The reload controller records the Secret's hash on the Deployment (its baseline)
+        # without rolling it; kube-controller-manager has made the first ReplicaSet.
+        wait("the Deployment's reload baseline", lambda: baseline(kube).get("secret/database", "absent") != "absent")
+        before = wait("the Deployment's first ReplicaSet", lambda: replica_sets(kube))
+        say("Deployment demo/web (reloader.stakater.com/auto: \"true\", envFrom the Secret): "
+            "ReplicaSets before the rotation")
+        show_replica_sets(before)
+
         rotated = "pw-" + secrets.token_hex(4)
         say(f"rotating the password in OpenBao to {rotated}")
         bao.call("POST", "/v1/secret/data/demo/database", {"data": {"username": "app", "password": rotated}})
@@ -202,11 +214,42 @@ def main() -> int:
         data = wait("the Secret to follow the rotation",
                     lambda: (d := secret_data()) and d.get("password") == rotated and d)
         say(f"Secret followed the rotation in {time.monotonic() - started:.1f}s: {data}")
-        print("    (rolling the Deployment 'web' that uses it arrives with the reload feature)")
+        names = {rs["metadata"]["name"] for rs in before}
+        after = wait("the Deployment's new ReplicaSet",
+                     lambda: (r := replica_sets(kube)) and any(x["metadata"]["name"] not in names for x in r) and r)
+        say(f"Deployment demo/web rolled: a new ReplicaSet {time.monotonic() - started:.1f}s after the rotation")
+        show_replica_sets(after)
+        code, d = kube.call("GET", f"/apis/apps/v1/namespaces/{NS}/deployments/web")
+        env_vars = [e["name"] for c in d["spec"]["template"]["spec"]["containers"] for e in c.get("env") or []]
+        print(f"    pod template env set by the reload: {', '.join(env_vars)} (a keyed hash of the data, "
+              "not the data)")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
     return 0
+
+
+def baseline(kube: Http) -> dict:
+    """The reload baselines Lockstep recorded on Deployment demo/web."""
+    code, d = kube.call("GET", f"/apis/apps/v1/namespaces/{NS}/deployments/web")
+    text = (d.get("metadata", {}).get("annotations") or {}).get("reload.lockstep.dev/hashes") if code == 200 else None
+    return json.loads(text) if text else {}
+
+
+def replica_sets(kube: Http) -> list[dict]:
+    """Deployment demo/web's ReplicaSets, oldest first."""
+    code, lst = kube.call("GET", f"/apis/apps/v1/namespaces/{NS}/replicasets?labelSelector=app%3Dweb")
+    items = lst.get("items", []) if code == 200 else []
+    return sorted(items, key=lambda rs: int(rs["metadata"].get("annotations", {})
+                                           .get("deployment.kubernetes.io/revision", "0")))
+
+
+def show_replica_sets(items: list[dict]) -> None:
+    print(f"    {'REPLICASET':<22} {'REVISION':<9} {'DESIRED':<8} CREATED")
+    for rs in items:
+        meta = rs["metadata"]
+        print(f"    {meta['name']:<22} {meta.get('annotations', {}).get('deployment.kubernetes.io/revision', '?'):<9} "
+              f"{rs['spec'].get('replicas', 0):<8} {meta['creationTimestamp']}")
 
 
 AWS_NS = "demo-aws"
