@@ -4,11 +4,12 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use super::replica_sets;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::events::v1::Event;
+use kube::Api;
 use kube::api::{ListParams, PostParams};
-use kube::{Api, Client};
 use lockstep_api::reloader::LOCKSTEP_HASHES;
 use lockstep_controller::Config;
 use lockstep_controller::reload::ReloadConfig;
@@ -18,15 +19,6 @@ use lockstep_e2e::{
 use serde_json::json;
 
 use crate::sync::{create_es, create_store, value, wait_ready_reason, wait_secret};
-
-async fn replica_sets(client: &Client, ns: &str) -> usize {
-    Api::<ReplicaSet>::namespaced(client.clone(), ns)
-        .list(&ListParams::default().labels("app=web"))
-        .await
-        .expect("list replicasets")
-        .items
-        .len()
-}
 
 #[tokio::test]
 async fn a_synced_change_rolls_the_workload_and_refreshes_of_the_same_data_do_not() {
@@ -120,7 +112,7 @@ async fn a_synced_change_rolls_the_workload_and_refreshes_of_the_same_data_do_no
     for _ in 0..8 {
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(
-            replica_sets(&client, n).await,
+            replica_sets(&client, n, "web").await,
             1,
             "refreshes of the same data roll nothing"
         );
@@ -136,12 +128,16 @@ async fn a_synced_change_rolls_the_workload_and_refreshes_of_the_same_data_do_no
     eventually(
         "a new ReplicaSet after the synced change",
         TIMEOUT,
-        || async { (replica_sets(&client, n).await == 2).then_some(()) },
+        || async { (replica_sets(&client, n, "web").await == 2).then_some(()) },
     )
     .await;
     for _ in 0..6 {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(replica_sets(&client, n).await, 2, "one change, one rollout");
+        assert_eq!(
+            replica_sets(&client, n, "web").await,
+            2,
+            "one change, one rollout"
+        );
     }
 
     // The Reloaded event names the Secret, never its values.

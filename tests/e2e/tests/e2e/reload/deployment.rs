@@ -3,32 +3,23 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use lockstep_api::reloader::{PAUSE_PERIOD, PAUSED_AT};
 use lockstep_e2e::{Lockstep, TIMEOUT, TestNamespace, eventually, test_env};
 use serde_json::json;
 
-use super::{baseline, env_value, pod_template, reload_config, set_secret, stays};
-
-async fn replica_sets(client: &Client, ns: &str) -> usize {
-    Api::<ReplicaSet>::namespaced(client.clone(), ns)
-        .list(&ListParams::default().labels("app=web"))
-        .await
-        .expect("list replicasets")
-        .items
-        .len()
-}
+use super::{baseline, env_value, pod_template, reload_config, replica_sets, set_secret, stays};
 
 /// Waits long enough for a wrongly triggered rollout to show: past the debounce and a
 /// kube-controller-manager sync, checked more than once.
 async fn assert_no_new_replica_set(client: &Client, ns: &str, expected: usize, why: &str) {
     for _ in 0..6 {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(replica_sets(client, ns).await, expected, "{why}");
+        assert_eq!(replica_sets(client, ns, "web").await, expected, "{why}");
     }
 }
 
@@ -59,7 +50,7 @@ async fn a_changed_secret_rolls_its_deployment_once_and_nothing_else_rolls() {
         .await
         .expect("create deployment");
     eventually("the first ReplicaSet", TIMEOUT, || async {
-        (replica_sets(&client, ns.name()).await == 1).then_some(())
+        (replica_sets(&client, ns.name(), "web").await == 1).then_some(())
     })
     .await;
 
@@ -99,7 +90,7 @@ async fn a_changed_secret_rolls_its_deployment_once_and_nothing_else_rolls() {
     eventually(
         "a new ReplicaSet after the Secret changed",
         TIMEOUT,
-        || async { (replica_sets(&client, ns.name()).await == 2).then_some(()) },
+        || async { (replica_sets(&client, ns.name(), "web").await == 2).then_some(()) },
     )
     .await;
     let d = deployments.get("web").await.expect("deployment");
@@ -175,7 +166,7 @@ async fn pause_period_holds_the_rollout_then_resumes_it_even_across_a_restart() 
         .await
         .expect("create deployment");
     eventually("the first ReplicaSet", TIMEOUT, || async {
-        (replica_sets(&client, ns.name()).await == 1).then_some(())
+        (replica_sets(&client, ns.name(), "web").await == 1).then_some(())
     })
     .await;
     let lockstep = Lockstep::start_with(client.clone(), reload_config(ns.name()));
@@ -192,7 +183,7 @@ async fn pause_period_holds_the_rollout_then_resumes_it_even_across_a_restart() 
     })
     .await;
     let at: Timestamp = at.parse().expect("paused-at is RFC 3339");
-    let rs = || async { replica_sets(&client, ns.name()).await };
+    let rs = || async { replica_sets(&client, ns.name(), "web").await };
     stays("no new ReplicaSet while paused", 1, rs).await;
 
     // A second change during the period changes the template again, still paused.
@@ -202,7 +193,11 @@ async fn pause_period_holds_the_rollout_then_resumes_it_even_across_a_restart() 
         (stakater(&d)? != first_hash && paused(&d)).then_some(())
     })
     .await;
-    assert_eq!(replica_sets(&client, ns.name()).await, 1, "still paused");
+    assert_eq!(
+        replica_sets(&client, ns.name(), "web").await,
+        1,
+        "still paused"
+    );
 
     // Lockstep restarts during the period; the new instance resumes the Deployment when the
     // period is over, not before.

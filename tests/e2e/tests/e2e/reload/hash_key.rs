@@ -5,56 +5,21 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::{reload_config, replica_sets, set_secret};
 use k8s_openapi::ByteString;
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client};
 use lockstep_api::reloader;
-use lockstep_controller::Config;
-use lockstep_controller::reload::{ReloadConfig, key};
+use lockstep_controller::reload::key;
 use lockstep_e2e::{Lockstep, TIMEOUT, TestNamespace, eventually, test_env};
 use serde_json::json;
-
-fn config(ns: &str) -> Config {
-    Config {
-        namespace: Some(ns.to_owned()),
-        cluster_stores: false,
-        reload: ReloadConfig {
-            enabled: true,
-            ..ReloadConfig::default()
-        },
-        ..Config::default()
-    }
-}
-
-async fn replica_sets(client: &Client, ns: &str) -> usize {
-    Api::<ReplicaSet>::namespaced(client.clone(), ns)
-        .list(&ListParams::default().labels("app=web"))
-        .await
-        .expect("list replicasets")
-        .items
-        .len()
-}
-
-async fn set_password(client: &Client, ns: &str, value: &str) {
-    Api::<Secret>::namespaced(client.clone(), ns)
-        .patch(
-            "db",
-            &PatchParams::apply("e2e").force(),
-            &Patch::Apply(json!({
-                "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "db" },
-                "stringData": { "password": value }
-            })),
-        )
-        .await
-        .expect("apply secret");
-}
 
 async fn assert_replica_sets_stay(client: &Client, ns: &str, expected: usize, why: &str) {
     for _ in 0..6 {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(replica_sets(client, ns).await, expected, "{why}");
+        assert_eq!(replica_sets(client, ns, "web").await, expected, "{why}");
     }
 }
 
@@ -119,7 +84,7 @@ async fn reloader_sha1_is_kept_on_takeover_and_replaced_by_the_keyed_hash() {
     let client = test_env().admin_client().await;
     let ns = TestNamespace::create(&client, "reload-keyed").await;
     // A low-entropy password, the kind an unsalted SHA-1 in a pod template gives away.
-    set_password(&client, ns.name(), "summer1").await;
+    set_secret(&client, ns.name(), "db", "summer1").await;
     // The Deployment as Reloader left it: its env var holds Reloader's SHA-1 of the data now.
     let deployment: Deployment = serde_json::from_value(json!({
         "metadata": { "name": "web", "annotations": { "reloader.stakater.com/auto": "true" } },
@@ -143,11 +108,11 @@ async fn reloader_sha1_is_kept_on_takeover_and_replaced_by_the_keyed_hash() {
         .await
         .expect("create deployment");
     eventually("the first ReplicaSet", TIMEOUT, || async {
-        (replica_sets(&client, ns.name()).await == 1).then_some(())
+        (replica_sets(&client, ns.name(), "web").await == 1).then_some(())
     })
     .await;
 
-    let lockstep = Lockstep::start_with(client.clone(), config(ns.name()));
+    let lockstep = Lockstep::start_with(client.clone(), reload_config(ns.name()));
     eventually("the baseline on the Deployment", TIMEOUT, || async {
         let d = deployments.get("web").await.ok()?;
         d.metadata
@@ -166,9 +131,9 @@ async fn reloader_sha1_is_kept_on_takeover_and_replaced_by_the_keyed_hash() {
     assert_eq!(pod_env(&deployments).await, reloader_sha1("summer1"));
 
     // A genuine change rolls, and the pod template now holds the keyed hash, not a SHA-1.
-    set_password(&client, ns.name(), "summer2").await;
+    set_secret(&client, ns.name(), "db", "summer2").await;
     eventually("a new ReplicaSet after the change", TIMEOUT, || async {
-        (replica_sets(&client, ns.name()).await == 2).then_some(())
+        (replica_sets(&client, ns.name(), "web").await == 2).then_some(())
     })
     .await;
     let key_id = key::ensure(&client, ns.name(), key::DEFAULT_NAME)
@@ -195,7 +160,7 @@ async fn reloader_sha1_is_kept_on_takeover_and_replaced_by_the_keyed_hash() {
         .delete(key::DEFAULT_NAME, &DeleteParams::default())
         .await
         .expect("delete key");
-    let lockstep = Lockstep::start_with(client.clone(), config(ns.name()));
+    let lockstep = Lockstep::start_with(client.clone(), reload_config(ns.name()));
     let new_id = eventually("a new key", TIMEOUT, || async {
         let k = key::ensure(&client, ns.name(), key::DEFAULT_NAME)
             .await
@@ -219,9 +184,9 @@ async fn reloader_sha1_is_kept_on_takeover_and_replaced_by_the_keyed_hash() {
     .await;
     assert_replica_sets_stay(&client, ns.name(), 2, "an unknown key id rolls nothing").await;
     // And the next genuine change rolls under the new key.
-    set_password(&client, ns.name(), "summer3").await;
+    set_secret(&client, ns.name(), "db", "summer3").await;
     eventually("a new ReplicaSet under the new key", TIMEOUT, || async {
-        (replica_sets(&client, ns.name()).await == 3).then_some(())
+        (replica_sets(&client, ns.name(), "web").await == 3).then_some(())
     })
     .await;
     assert!(

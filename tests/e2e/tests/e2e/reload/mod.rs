@@ -41,6 +41,17 @@ pub(crate) fn reload_config(ns: &str) -> Config {
     }
 }
 
+/// How many ReplicaSets the Deployment `app` (pod label `app=<app>`) has: a new one is a rollout
+/// kube-controller-manager made.
+pub(crate) async fn replica_sets(client: &Client, ns: &str, app: &str) -> usize {
+    Api::<k8s_openapi::api::apps::v1::ReplicaSet>::namespaced(client.clone(), ns)
+        .list(&kube::api::ListParams::default().labels(&format!("app={app}")))
+        .await
+        .expect("list replicasets")
+        .items
+        .len()
+}
+
 /// Writes the Secret `name` with one key (server-side apply: created or changed).
 pub(crate) async fn set_secret(client: &Client, ns: &str, name: &str, value: &str) {
     Api::<Secret>::namespaced(client.clone(), ns)

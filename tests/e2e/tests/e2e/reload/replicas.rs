@@ -2,23 +2,14 @@
 //! leader still runs): every change rolls each workload once, never twice, because each write
 //! is made on top of the version it was decided from.
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::events::v1::Event;
+use kube::Api;
 use kube::api::{ListParams, PostParams};
-use kube::{Api, Client};
 use lockstep_e2e::{Lockstep, TIMEOUT, TestNamespace, eventually, test_env};
 use serde_json::json;
 
-use super::{baseline, new_baseline, pod_template, reload_config, set_secret, stays};
-
-async fn replica_sets(client: &Client, ns: &str) -> usize {
-    Api::<ReplicaSet>::namespaced(client.clone(), ns)
-        .list(&ListParams::default().labels("app=web"))
-        .await
-        .expect("list replicasets")
-        .items
-        .len()
-}
+use super::{baseline, new_baseline, pod_template, reload_config, replica_sets, set_secret, stays};
 
 #[tokio::test]
 async fn two_replicas_roll_each_change_once() {
@@ -41,7 +32,7 @@ async fn two_replicas_roll_each_change_once() {
         .await
         .expect("create");
     eventually("the first ReplicaSet", TIMEOUT, || async {
-        (replica_sets(&client, n).await == 1).then_some(())
+        (replica_sets(&client, n, "web").await == 1).then_some(())
     })
     .await;
     // Both start together: they share one hash key and one baseline.
@@ -52,13 +43,13 @@ async fn two_replicas_roll_each_change_once() {
         set_secret(&client, n, "db", &format!("v{i}")).await;
         before = new_baseline(&deployments, "web", &before).await;
         eventually("a new ReplicaSet", TIMEOUT, || async {
-            (replica_sets(&client, n).await == expected).then_some(())
+            (replica_sets(&client, n, "web").await == expected).then_some(())
         })
         .await;
         stays(
             "one change, one rollout, with two replicas",
             expected,
-            || replica_sets(&client, n),
+            || replica_sets(&client, n, "web"),
         )
         .await;
     }

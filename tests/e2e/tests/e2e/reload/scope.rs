@@ -5,9 +5,10 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use super::replica_sets;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use lockstep_api::reloader::{LOCKSTEP_HASHES, ResourceKind};
 use lockstep_controller::Config;
@@ -25,15 +26,6 @@ fn reload(ns: Option<&str>, reload: ReloadConfig) -> Config {
         },
         ..Config::default()
     }
-}
-
-async fn replica_sets(client: &Client, ns: &str, app: &str) -> usize {
-    Api::<ReplicaSet>::namespaced(client.clone(), ns)
-        .list(&ListParams::default().labels(&format!("app={app}")))
-        .await
-        .expect("list replicasets")
-        .items
-        .len()
 }
 
 async fn apply_secret(client: &Client, ns: &str, name: &str, labels: Value, value: &str) {

@@ -5,10 +5,11 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use super::replica_sets;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client};
 use lockstep_api::reloader::LOCKSTEP_HASHES;
@@ -28,15 +29,6 @@ fn config(ns: &str, on: bool) -> Config {
         },
         ..Config::default()
     }
-}
-
-async fn replica_sets(client: &Client, ns: &str, app: &str) -> usize {
-    Api::<ReplicaSet>::namespaced(client.clone(), ns)
-        .list(&ListParams::default().labels(&format!("app={app}")))
-        .await
-        .expect("list")
-        .items
-        .len()
 }
 
 async fn deployment(client: &Client, ns: &str, app: &str, annotations: Value, spec_extra: Value) {
