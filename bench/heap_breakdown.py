@@ -16,7 +16,9 @@ import tempfile
 from pathlib import Path
 
 GROUPS = [
-    ("ExternalSecret cache (reflector store)", ["reflector..store..Writer", "reflector::store::Writer"]),
+    ("reflector stores (ExternalSecrets; for the reload controller, its workloads)",
+     ["reflector..store..Writer", "reflector::store::Writer"]),
+    ("reload controller's Secret/ConfigMap cache", ["reload..resources", "reload::resources"]),
     ("event recorder (kube-runtime Recorder cache, publish)", ["reconcile::publish", "events::Recorder"]),
     ("metrics (per-ExternalSecret series)", ["metrics::Metrics", "prometheus_client"]),
     ("OpenBao reads and value parsing", ["lockstep_providers::vault"]),
@@ -26,7 +28,7 @@ GROUPS = [
                                          "controller..runner", "controller::runner"]),
     ("HTTP connection buffers (hyper)", ["hyper"]),
 ]
-# Within the ExternalSecret cache: the managedFields trees (serde_json maps).
+# Within the reflector stores: the managedFields trees (serde_json maps).
 MANAGED_FIELDS = ["clone_subtree", "ManagedFieldsEntry"]
 
 

@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use lockstep_api::reload_hash::{self, ContentHashes, HashKey};
@@ -29,6 +29,7 @@ use tokio::sync::watch;
 use super::decide::{self, Decision, Input};
 use super::kinds::{self, Applied, Change, Rollout, Workload};
 use super::patch::{self, Observed};
+use super::resources::{Meta, Resources};
 use super::{refs, scope, uds};
 use crate::context::Context;
 use crate::error::Error;
@@ -100,8 +101,8 @@ impl Index {
 pub struct Shared {
     ctx: Arc<Context>,
     recorder: Recorder,
-    secrets: Store<PartialObjectMeta<Secret>>,
-    config_maps: Store<PartialObjectMeta<ConfigMap>>,
+    secrets: Resources,
+    config_maps: Resources,
     index: Mutex<Index>,
     /// The key of the keyed hash.
     key: HashKey,
@@ -120,73 +121,27 @@ pub struct Shared {
 }
 
 impl Shared {
-    fn metadata(
-        &self,
-        kind: ResourceKind,
-        ns: &str,
-        name: &str,
-    ) -> Option<(String, uds::Map, uds::Map)> {
-        let meta = match kind {
-            ResourceKind::Secret => self
-                .secrets
-                .get(&ObjectRef::new(name).within(ns))
-                .map(|o| o.metadata.clone()),
-            ResourceKind::ConfigMap => self
-                .config_maps
-                .get(&ObjectRef::new(name).within(ns))
-                .map(|o| o.metadata.clone()),
-        }?;
-        Some((
-            meta.resource_version.unwrap_or_default(),
-            meta.annotations.unwrap_or_default(),
-            meta.labels.unwrap_or_default(),
-        ))
+    fn resources(&self, kind: ResourceKind) -> &Resources {
+        match kind {
+            ResourceKind::Secret => &self.secrets,
+            ResourceKind::ConfigMap => &self.config_maps,
+        }
+    }
+
+    fn metadata(&self, kind: ResourceKind, ns: &str, name: &str) -> Option<Meta> {
+        self.resources(kind).get(ns, name)
     }
 
     /// Names of the resources of `kind` in `ns` that ask, through UDS's contract, for the pods
     /// a selector picks (`uds.dev/pod-reload` with `uds.dev/pod-reload-selector`).
     fn uds_selecting(&self, kind: ResourceKind, ns: &str) -> Vec<String> {
-        let pick = |m: &kube::api::ObjectMeta| {
-            (m.namespace.as_deref() == Some(ns)
-                && uds::opted_in(m.labels.as_ref())
-                && m.annotations
-                    .as_ref()
-                    .is_some_and(|a| a.contains_key(uds::POD_RELOAD_SELECTOR)))
-            .then(|| m.name.clone().unwrap_or_default())
-        };
-        match kind {
-            ResourceKind::Secret => self
-                .secrets
-                .state()
-                .iter()
-                .filter_map(|o| pick(&o.metadata))
-                .collect(),
-            ResourceKind::ConfigMap => self
-                .config_maps
-                .state()
-                .iter()
-                .filter_map(|o| pick(&o.metadata))
-                .collect(),
-        }
+        self.resources(kind).names_where(ns, |labels, annotations| {
+            uds::opted_in(Some(labels)) && annotations.contains_key(uds::POD_RELOAD_SELECTOR)
+        })
     }
 
     fn names(&self, kind: ResourceKind, ns: &str) -> Vec<String> {
-        match kind {
-            ResourceKind::Secret => self
-                .secrets
-                .state()
-                .iter()
-                .filter(|o| o.metadata.namespace.as_deref() == Some(ns))
-                .map(|o| o.name_any())
-                .collect(),
-            ResourceKind::ConfigMap => self
-                .config_maps
-                .state()
-                .iter()
-                .filter(|o| o.metadata.namespace.as_deref() == Some(ns))
-                .map(|o| o.name_any())
-                .collect(),
-        }
+        self.resources(kind).names(ns)
     }
 
     /// The hashes of the resource's data at `rv`: cached, or read and hashed now.
@@ -322,15 +277,15 @@ async fn reload<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Action,
                 pod_template: pod_annotations,
                 kind,
                 name: &rname,
-                resource: meta.as_ref().map(|(_, a, _)| a),
+                resource: meta.as_ref().map(|m| &m.annotations),
             },
             &options,
         );
         let references_it = referenced.contains(&(kind, rname.clone()));
         let uds_wants = shared.uds
             && uds::wants(
-                meta.as_ref().map(|(_, _, l)| l),
-                meta.as_ref().map(|(_, a, _)| a),
+                meta.as_ref().map(|m| &m.labels),
+                meta.as_ref().map(|m| &m.annotations),
                 references_it,
                 pod_labels,
             );
@@ -348,7 +303,11 @@ async fn reload<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Action,
         // A referenced resource that does not exist is observed as absent, so its creation or
         // deletion can be acted on (`--reload-on-create`, `--reload-on-delete`).
         let hashes = match meta {
-            Some((rv, _, _)) => shared.hash(&(kind, ns.clone(), rname.clone()), &rv).await?,
+            Some(m) => {
+                shared
+                    .hash(&(kind, ns.clone(), rname.clone()), &m.resource_version)
+                    .await?
+            }
             None => None,
         };
         observed.push(Observed {
@@ -488,17 +447,14 @@ fn trigger<K: Workload>(tx: mpsc::UnboundedSender<ObjectRef<K>>) -> Trigger {
     })
 }
 
-fn notify(shared: &Shared, senders: &Senders, key: ResourceKey, meta: &kube::api::ObjectMeta) {
+fn notify(shared: &Shared, senders: &Senders, key: ResourceKey, meta: &Meta) {
     let index = shared.index.lock().expect("index lock");
     let mut users = index.users(&key);
     // A UDS selector may pick pods of any workload in the namespace, including ones that do not
     // reference the resource yet.
     if shared.uds
-        && uds::opted_in(meta.labels.as_ref())
-        && meta
-            .annotations
-            .as_ref()
-            .is_some_and(|a| a.contains_key(uds::POD_RELOAD_SELECTOR))
+        && uds::opted_in(Some(&meta.labels))
+        && meta.annotations.contains_key(uds::POD_RELOAD_SELECTOR)
     {
         users.extend(index.of.keys().filter(|w| w.1 == key.1).cloned());
         users.sort();
@@ -546,15 +502,16 @@ async fn run_kind<K: Workload>(
 ) {
     let ns = shared.ctx.config.namespace.clone();
     let debounce = shared.ctx.config.reload.debounce;
-    // The workload cache keeps no managedFields (a large part of each object, never read; a
-    // write with none leaves the apiserver's as they are).
+    // The workload cache keeps nothing the reload never reads (`Workload::slim`): no
+    // managedFields (a large part of each object; a write with none leaves the apiserver's as
+    // they are), and no status of the kinds that are only patched.
     let (reader, writer) = reflector::store::<K>();
     let workloads = watcher(
         api::<K>(&shared.ctx.client, ns.as_deref()),
         scope::workload_watch(&shared.ctx.config.reload),
     )
     .default_backoff()
-    .modify(|w: &mut K| w.meta_mut().managed_fields = None)
+    .modify(K::slim)
     .reflect(writer)
     .applied_objects();
     Controller::for_stream(workloads, reader)
@@ -638,8 +595,6 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let Some(key) = hash_key(&ctx, shutdown.clone()).await else {
         return;
     };
-    let (secrets, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
-    let (config_maps, cm_writer) = reflector::store::<PartialObjectMeta<ConfigMap>>();
     let reporter = Reporter {
         controller: "reloader".into(),
         instance: std::env::var("POD_NAME").ok(),
@@ -667,17 +622,30 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let ignored_resources = reload.ignored_resources.clone();
     // One waiter per store (see `Shared::caches_ready`); shutdown ends the wait.
     let (caches_ready_tx, caches_ready) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        recorder: Recorder::new(client.clone(), reporter),
+        ctx,
+        secrets: Resources::default(),
+        config_maps: Resources::default(),
+        index: Mutex::default(),
+        key,
+        uds,
+        selection: selection.clone(),
+        rollouts: Mutex::default(),
+        hashes: Mutex::default(),
+        caches_ready,
+    });
     let caches = {
-        let (secrets, config_maps) = (secrets.clone(), config_maps.clone());
+        let shared = shared.clone();
         let ignored = ignored_resources.clone();
         let shutdown = shutdown.clone();
         async move {
             let filled = async {
                 if !ignored.contains(&ResourceKind::Secret) {
-                    let _ = secrets.wait_until_ready().await;
+                    shared.secrets.wait_until_ready().await;
                 }
                 if !ignored.contains(&ResourceKind::ConfigMap) {
-                    let _ = config_maps.wait_until_ready().await;
+                    shared.config_maps.wait_until_ready().await;
                 }
                 caches_ready_tx.send_replace(true);
             };
@@ -687,19 +655,6 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
             }
         }
     };
-    let shared = Arc::new(Shared {
-        recorder: Recorder::new(client.clone(), reporter),
-        ctx,
-        secrets,
-        config_maps,
-        index: Mutex::default(),
-        key,
-        uds,
-        selection: selection.clone(),
-        rollouts: Mutex::default(),
-        hashes: Mutex::default(),
-        caches_ready,
-    });
     // Kinds in --ignored-workload-types are not watched at all; Argo Rollouts only when the
     // API server serves them (checked once, at start).
     let ignored = |kind: &str| {
@@ -733,25 +688,18 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         let shared = shared.clone();
         let senders = senders.clone();
         let skip = ignored_resources.contains(&ResourceKind::Secret);
-        reflector::reflector(
-            secret_writer,
-            scope::metadata_events(
-                api::<PartialObjectMeta<Secret>>(&client, ns.as_deref()),
-                resource_watch.clone(),
-                selection.clone(),
-            ),
+        scope::metadata_events(
+            api::<PartialObjectMeta<Secret>>(&client, ns.as_deref()),
+            resource_watch.clone(),
+            selection.clone(),
         )
-        .touched_objects()
         .take_until(shutdown.clone())
         .take_while(move |_| futures::future::ready(!skip))
-        .for_each(move |o| {
-            if let Ok(o) = o {
-                let key = (
-                    ResourceKind::Secret,
-                    o.namespace().unwrap_or_default(),
-                    o.name_any(),
-                );
-                notify(&shared, &senders, key, &o.metadata);
+        .for_each(move |event| {
+            if let Ok(event) = event
+                && let Some((ns, name, meta)) = shared.secrets.apply(event)
+            {
+                notify(&shared, &senders, (ResourceKind::Secret, ns, name), &meta);
             }
             async {}
         })
@@ -760,25 +708,23 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         let shared = shared.clone();
         let senders = senders.clone();
         let skip = ignored_resources.contains(&ResourceKind::ConfigMap);
-        reflector::reflector(
-            cm_writer,
-            scope::metadata_events(
-                api::<PartialObjectMeta<ConfigMap>>(&client, ns.as_deref()),
-                resource_watch,
-                selection,
-            ),
+        scope::metadata_events(
+            api::<PartialObjectMeta<ConfigMap>>(&client, ns.as_deref()),
+            resource_watch,
+            selection,
         )
-        .touched_objects()
         .take_until(shutdown.clone())
         .take_while(move |_| futures::future::ready(!skip))
-        .for_each(move |o| {
-            if let Ok(o) = o {
-                let key = (
-                    ResourceKind::ConfigMap,
-                    o.namespace().unwrap_or_default(),
-                    o.name_any(),
+        .for_each(move |event| {
+            if let Ok(event) = event
+                && let Some((ns, name, meta)) = shared.config_maps.apply(event)
+            {
+                notify(
+                    &shared,
+                    &senders,
+                    (ResourceKind::ConfigMap, ns, name),
+                    &meta,
                 );
-                notify(&shared, &senders, key, &o.metadata);
             }
             async {}
         })

@@ -110,6 +110,13 @@ pub trait Workload:
         change: Change<'_>,
     ) -> impl Future<Output = Result<Applied, Error>> + Send;
 
+    /// Drops what the workload cache never reads: managedFields, for every kind. A kind that
+    /// is only ever patched (never written back whole) also drops its status and kubectl's
+    /// last-applied copy.
+    fn slim(&mut self) {
+        self.meta_mut().managed_fields = None;
+    }
+
     /// Work due on the workload whether or not anything it uses changed (resuming a Deployment
     /// paused for a reload); returns how long until it is due again, if it is.
     fn maintain(
@@ -121,6 +128,18 @@ pub trait Workload:
         async { Ok(None) }
     }
 }
+
+/// What [`Workload::slim`] drops of a kind that is only ever patched.
+fn slim_patched<K: Resource>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(a) = meta.annotations.as_mut() {
+        a.remove(LAST_APPLIED);
+    }
+}
+
+/// `kubectl apply`'s copy of the whole object, in an annotation.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 fn annotation<'a, K: Resource>(obj: &'a K, key: &str) -> Option<&'a str> {
     obj.meta()
@@ -280,6 +299,10 @@ pub fn parse_go_duration(text: &str) -> Option<Duration> {
 
 impl Workload for StatefulSet {
     const KIND: &'static str = "StatefulSet";
+    fn slim(&mut self) {
+        slim_patched(self);
+        self.status = None;
+    }
     fn template(&self) -> Option<&PodTemplateSpec> {
         self.spec.as_ref().map(|s| &s.template)
     }
@@ -291,6 +314,10 @@ impl Workload for StatefulSet {
 
 impl Workload for DaemonSet {
     const KIND: &'static str = "DaemonSet";
+    fn slim(&mut self) {
+        slim_patched(self);
+        self.status = None;
+    }
     fn template(&self) -> Option<&PodTemplateSpec> {
         self.spec.as_ref().map(|s| &s.template)
     }
@@ -365,6 +392,10 @@ pub fn pause_state(deployment: &Deployment, now: i64) -> Pause {
 
 impl Workload for Deployment {
     const KIND: &'static str = "Deployment";
+    fn slim(&mut self) {
+        slim_patched(self);
+        self.status = None;
+    }
     fn template(&self) -> Option<&PodTemplateSpec> {
         self.spec.as_ref().map(|s| &s.template)
     }
@@ -450,6 +481,10 @@ fn source_hashes(patch: &Value) -> String {
 
 impl Workload for CronJob {
     const KIND: &'static str = "CronJob";
+    fn slim(&mut self) {
+        slim_patched(self);
+        self.status = None;
+    }
     fn template(&self) -> Option<&PodTemplateSpec> {
         self.spec
             .as_ref()
@@ -540,6 +575,11 @@ pub fn recreated_job(job: &Job, patch: &Value) -> Result<Job, Error> {
 
 impl Workload for Job {
     const KIND: &'static str = "Job";
+    /// A Job is re-created from its cached spec and metadata, so only its status goes.
+    fn slim(&mut self) {
+        self.meta_mut().managed_fields = None;
+        self.status = None;
+    }
     fn template(&self) -> Option<&PodTemplateSpec> {
         self.spec.as_ref().map(|s| &s.template)
     }
@@ -1001,5 +1041,43 @@ mod tests {
         );
         assert_eq!(changed["spec"]["strategy"], raw["spec"]["strategy"]);
         assert_eq!(changed["status"], raw["status"]);
+    }
+
+    #[test]
+    fn the_cache_keeps_what_each_kind_writes_back() {
+        let meta = json!({
+            "name": "w", "namespace": "ns", "resourceVersion": "3",
+            "annotations": { LAST_APPLIED: "{}", "keep": "yes" },
+            "managedFields": [{ "manager": "kubectl" }]
+        });
+        let template = json!({ "spec": { "containers": [{ "name": "app" }] } });
+        let deployment = json!({ "metadata": meta, "spec": { "selector": {}, "template": template },
+                                 "status": { "replicas": 1 } });
+        // Only patched: status, managedFields and kubectl's copy go.
+        let mut d: Deployment = serde_json::from_value(deployment).unwrap();
+        d.slim();
+        assert!(d.status.is_none() && d.metadata.managed_fields.is_none());
+        let kept = d.metadata.annotations.as_ref().unwrap();
+        assert!(!kept.contains_key(LAST_APPLIED) && kept.contains_key("keep"));
+        assert!(d.template().is_some());
+        // Re-created from the cache: a Job keeps its annotations.
+        let job = json!({ "metadata": meta, "spec": { "template": template },
+                          "status": { "active": 1 } });
+        let mut j: Job = serde_json::from_value(job).unwrap();
+        j.slim();
+        assert!(j.status.is_none() && j.metadata.managed_fields.is_none());
+        assert!(j.metadata.annotations.unwrap().contains_key(LAST_APPLIED));
+        // Written back whole: a Rollout keeps everything but managedFields.
+        let rollout = json!({ "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+                              "metadata": meta, "spec": { "template": template },
+                              "status": { "phase": "Healthy" } });
+        let mut r: Rollout = serde_json::from_value(rollout.clone()).unwrap();
+        r.slim();
+        let mut expected = rollout;
+        expected["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("managedFields");
+        assert_eq!(serde_json::to_value(&r).unwrap(), expected);
     }
 }

@@ -8,6 +8,7 @@ pub mod kinds;
 pub mod metrics;
 pub mod patch;
 pub mod refs;
+mod resources;
 mod scope;
 pub mod uds;
 

@@ -26,9 +26,15 @@ use super::ReloadConfig;
 /// The namespaces the selector selects, `None` until they are first known.
 pub type Selection = watch::Receiver<Option<Arc<HashSet<String>>>>;
 
+/// Objects per list page of the Secret and ConfigMap metadata watches.
+const RESOURCE_PAGE_SIZE: u32 = 500;
+/// Objects per list page of the workload watches: a workload is whole (pod template, and
+/// managedFields until the cache drops them), ~10 KB decoded.
+const WORKLOAD_PAGE_SIZE: u32 = 100;
+
 /// The watch configuration of Secrets and ConfigMaps: label selector and ignored namespaces.
 pub fn resource_watch(config: &ReloadConfig) -> watcher::Config {
-    let mut wc = workload_watch(config);
+    let mut wc = paginated(config).page_size(RESOURCE_PAGE_SIZE);
     if let Some(labels) = config.resource_label_selector.as_deref() {
         wc = wc.labels(labels);
     }
@@ -37,7 +43,15 @@ pub fn resource_watch(config: &ReloadConfig) -> watcher::Config {
 
 /// The watch configuration of workloads: ignored namespaces.
 pub fn workload_watch(config: &ReloadConfig) -> watcher::Config {
-    let mut wc = watcher::Config::default().any_semantic();
+    paginated(config).page_size(WORKLOAD_PAGE_SIZE)
+}
+
+/// Lists are paginated, so the list that fills a cache is decoded one page at a time: the
+/// apiserver ignores `limit` for lists at `resourceVersion=0` ("any" semantics, served whole
+/// from its cache), and at start that whole list, decoded at once, was the reload
+/// controller's memory peak (10,000 Secrets and 1,000 Deployments in `bench/reload_bench.py`).
+fn paginated(config: &ReloadConfig) -> watcher::Config {
+    let mut wc = watcher::Config::default();
     let fields = config
         .namespaces_to_ignore
         .iter()
@@ -118,7 +132,7 @@ where
         + 'static,
 {
     let Some(selection) = selection else {
-        return watcher(api, config).default_backoff().modify(slim).boxed();
+        return watcher(api, config).default_backoff().boxed();
     };
     futures::stream::unfold(selection, move |mut selection| {
         let api = api.clone();
@@ -140,7 +154,6 @@ where
             };
             let events = watcher(api, config)
                 .default_backoff()
-                .modify(slim)
                 .try_filter(move |event| future::ready(in_selection(event, &selected)))
                 .take_until(changed);
             Some((events, selection))
@@ -148,15 +161,6 @@ where
     })
     .flatten()
     .boxed()
-}
-
-/// Drops what the cache never needs: managedFields, and `kubectl apply`'s copy of the last
-/// applied object (which, for a Secret, holds its data).
-fn slim<K>(object: &mut PartialObjectMeta<K>) {
-    object.metadata.managed_fields = None;
-    if let Some(annotations) = object.metadata.annotations.as_mut() {
-        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
-    }
 }
 
 fn in_selection<K: Resource>(event: &watcher::Event<K>, selected: &HashSet<String>) -> bool {
@@ -181,36 +185,31 @@ pub fn selected(selection: Option<&Selection>, namespace: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::api::core::v1::Secret;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
-
     use super::*;
 
     #[test]
-    fn the_cache_keeps_no_managed_fields_nor_kubectls_copy_of_the_data() {
-        let mut o: PartialObjectMeta<Secret> = PartialObjectMeta {
-            types: None,
-            metadata: kube::api::ObjectMeta {
-                name: Some("db".into()),
-                managed_fields: Some(vec![ManagedFieldsEntry::default()]),
-                annotations: Some(
-                    [
-                        (
-                            "kubectl.kubernetes.io/last-applied-configuration".to_owned(),
-                            r#"{"data":{"password":"Y2FuYXJ5"}}"#.to_owned(),
-                        ),
-                        ("reloader.stakater.com/match".to_owned(), "true".to_owned()),
-                    ]
-                    .into(),
-                ),
-                ..Default::default()
-            },
-            _phantom: std::marker::PhantomData,
+    fn lists_are_paginated_consistent_reads_with_the_filters() {
+        let config = ReloadConfig {
+            namespaces_to_ignore: vec!["kube-system".into(), "flux".into()],
+            resource_label_selector: Some("team=a".into()),
+            ..ReloadConfig::default()
         };
-        slim(&mut o);
-        assert!(o.metadata.managed_fields.is_none());
-        let annotations = o.metadata.annotations.expect("kept");
-        assert_eq!(annotations.len(), 1);
-        assert!(annotations.contains_key("reloader.stakater.com/match"));
+        // "Any" semantics (resourceVersion=0) would make the apiserver ignore the page size.
+        for (wc, page) in [
+            (resource_watch(&config), RESOURCE_PAGE_SIZE),
+            (workload_watch(&config), WORKLOAD_PAGE_SIZE),
+        ] {
+            assert_eq!(wc.list_semantic, watcher::ListSemantic::MostRecent);
+            assert_eq!(wc.page_size, Some(page));
+            assert_eq!(
+                wc.field_selector.as_deref(),
+                Some("metadata.namespace!=kube-system,metadata.namespace!=flux")
+            );
+        }
+        assert_eq!(
+            resource_watch(&config).label_selector.as_deref(),
+            Some("team=a")
+        );
+        assert_eq!(workload_watch(&config).label_selector, None);
     }
 }
