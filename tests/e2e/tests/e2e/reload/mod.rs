@@ -8,6 +8,7 @@ mod annotations;
 mod deployment;
 mod hash_key;
 mod jobs;
+mod options;
 mod replicas;
 mod rollout;
 mod scope;
