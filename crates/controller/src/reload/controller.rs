@@ -359,6 +359,15 @@ async fn reload<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Action,
         now: now(),
     };
     let result = K::apply(&shared.ctx.client, obj.as_ref(), change).await;
+    // Someone else (another Lockstep replica, kube-controller-manager's status write, any
+    // writer) changed the workload after it was read: not a failure; it is decided again from
+    // its new version.
+    if let Err(Error::Kube(kube::Error::Api(status))) = &result
+        && status.code == 409
+    {
+        tracing::debug!(kind = K::KIND, namespace = %ns, name = %name, "the workload changed while deciding; deciding again");
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     if plan.rolled.is_empty() {
         result?;
         tracing::debug!(kind = K::KIND, namespace = %ns, name = %name, "recorded reload baselines");
@@ -385,12 +394,6 @@ async fn reload<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Action,
             tracing::info!(kind = K::KIND, namespace = %ns, name = %name, changed = %changed, "reloaded");
             publish(&shared, obj.as_ref(), EventType::Normal, "Reloaded", note).await;
             Ok(Action::await_change())
-        }
-        // Someone else (another Lockstep replica, or any writer) changed the workload after it
-        // was read: not a failure; it is decided again from its new version.
-        Err(Error::Kube(kube::Error::Api(status))) if status.code == 409 => {
-            tracing::debug!(kind = K::KIND, namespace = %ns, name = %name, "the workload changed while deciding; deciding again");
-            Ok(Action::requeue(Duration::from_secs(1)))
         }
         Err(e) => {
             shared.ctx.metrics.reload_executed(false);
