@@ -145,6 +145,7 @@ def refresh_times(kube: sb.Http) -> dict[str, str]:
 
 
 def main() -> int:
+    sb.exit_on_sigterm()
     target = os.environ.get("CARGO_TARGET_DIR", str(Path.home() / ".cache" / "lockstep" / "target"))
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -54,7 +54,8 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from sync_bench import (FIELD_MANAGER, ROOT, Http, Lockstep, cpu_seconds, fail, fmt_ms, fmt_s,
+from sync_bench import (FIELD_MANAGER, ROOT, Http, Lockstep, cpu_seconds, exit_on_sigterm, fail,
+                        fmt_ms, fmt_s,
                         load_env, mib, parallel, percentile, say, sum_metric)
 
 NS_PREFIX = "reload-bench"
@@ -614,6 +615,7 @@ class Bench:
 
 
 def main() -> int:
+    exit_on_sigterm()
     target = os.environ.get("CARGO_TARGET_DIR", str(Path.home() / ".cache" / "lockstep" / "target"))
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scale", type=float, default=1.0,

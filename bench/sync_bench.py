@@ -77,6 +77,14 @@ def fail(msg: str) -> "NoReturn":  # noqa: F821
     raise SystemExit(1)
 
 
+def exit_on_sigterm() -> None:
+    """Makes SIGTERM (testenv.py stopping the run) unwind like an error, so `finally` blocks stop
+    Lockstep and remove the work folder."""
+    def handler(signum, _frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, handler)
+
+
 def load_env(path: str) -> dict[str, str]:
     out = {}
     for line in Path(path).read_text().splitlines():
@@ -1005,6 +1013,7 @@ class Bench:
 
 
 def main() -> int:
+    exit_on_sigterm()
     target = os.environ.get("CARGO_TARGET_DIR", str(Path.home() / ".cache" / "lockstep" / "target"))
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=1000, help="ExternalSecrets in the cold start and in the burst")
