@@ -107,10 +107,9 @@ struct AppState {
     ready: Arc<AtomicBool>,
 }
 
-/// Runs until SIGTERM or Ctrl-C.
-pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let client = crate::apiserver::client().await?;
-    let config = Config {
+/// The controllers' configuration from the command line.
+fn config(args: RunArgs) -> anyhow::Result<Config> {
+    Ok(Config {
         namespace: args.namespace,
         controller_class: args.controller_class,
         concurrency: args.concurrency,
@@ -147,7 +146,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
         ..Config::default()
-    };
+    })
+}
+
+/// Runs until SIGTERM or Ctrl-C.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let (metrics_addr, health_addr) = (args.metrics_addr, args.health_addr);
+    let config = config(args)?;
+    // Flags only (no credentials): what this process was asked to do, for whoever reads its log.
+    tracing::info!(config = ?config, "starting");
+    let client = crate::apiserver::client().await?;
     let ctx = Arc::new(Context::new(client.clone(), config));
     let ready = Arc::new(AtomicBool::new(false));
     let state = AppState {
@@ -170,8 +178,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(state);
-    let metrics_listener = tokio::net::TcpListener::bind(args.metrics_addr).await?;
-    let health_listener = tokio::net::TcpListener::bind(args.health_addr).await?;
+    let metrics_listener = tokio::net::TcpListener::bind(metrics_addr).await?;
+    let health_listener = tokio::net::TcpListener::bind(health_addr).await?;
     tracing::info!(metrics = %metrics_listener.local_addr()?, health = %health_listener.local_addr()?, "serving");
     let metrics_server =
         axum::serve(metrics_listener, metrics_app).with_graceful_shutdown(stopped());
@@ -243,5 +251,97 @@ async fn readyz(State(state): State<AppState>) -> StatusCode {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use lockstep_api::reloader::ResourceKind;
+    use lockstep_controller::reload::Strategy;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Args {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn parse(args: &[&str]) -> anyhow::Result<Config> {
+        let args = Args::try_parse_from(std::iter::once("run").chain(args.iter().copied()))?;
+        config(args.run)
+    }
+
+    #[test]
+    fn reload_is_off_by_default_and_defaults_are_reloaders() {
+        let c = parse(&["--reload-key-namespace", "lockstep"])
+            .expect("parsed")
+            .reload;
+        assert!(!c.enabled);
+        assert_eq!(c.strategy, Strategy::EnvVars);
+        assert!(!c.auto_reload_all && !c.reload_on_create && !c.reload_on_delete);
+        assert!(!c.uds_pod_reload);
+        assert!(c.ignored_resources.is_empty() && c.ignored_workload_kinds.is_empty());
+        assert!(c.namespaces_to_ignore.is_empty());
+        assert_eq!(c.namespace_selector, None);
+        assert_eq!(c.resource_label_selector, None);
+        assert_eq!(c.max_rollouts_per_namespace_per_minute, 60);
+        assert_eq!(c.key_namespace.as_deref(), Some("lockstep"));
+    }
+
+    #[test]
+    fn every_reload_flag_reaches_the_reload_config() {
+        let c = parse(&[
+            "--reload",
+            "--reload-strategy",
+            "annotations",
+            "--auto-reload-all",
+            "--reload-on-create",
+            "--reload-on-delete=true",
+            "--resources-to-ignore",
+            "configMaps",
+            "--ignored-workload-types",
+            "jobs,cronjobs",
+            "--namespaces-to-ignore",
+            "kube-system,flux",
+            "--namespace-selector",
+            "team:a",
+            "--resource-label-selector",
+            "reload=yes",
+            "--reload-max-rollouts-per-minute",
+            "5",
+            "--uds-pod-reload",
+            "--reload-key-namespace",
+            "lockstep",
+            "--reload-key-name",
+            "key",
+        ])
+        .expect("parsed")
+        .reload;
+        assert!(c.enabled);
+        assert_eq!(c.strategy, Strategy::Annotations);
+        assert!(c.auto_reload_all && c.reload_on_create && c.reload_on_delete);
+        assert_eq!(c.ignored_resources, vec![ResourceKind::ConfigMap]);
+        assert_eq!(c.ignored_workload_kinds, vec!["Job", "CronJob"]);
+        assert_eq!(c.namespaces_to_ignore, vec!["kube-system", "flux"]);
+        assert_eq!(c.namespace_selector.as_deref(), Some("team=a"));
+        assert_eq!(c.resource_label_selector.as_deref(), Some("reload=yes"));
+        assert_eq!(c.max_rollouts_per_namespace_per_minute, 5);
+        assert!(c.uds_pod_reload);
+        assert_eq!(c.key_namespace.as_deref(), Some("lockstep"));
+        assert_eq!(c.key_name, "key");
+    }
+
+    #[test]
+    fn reloaders_optional_values_and_bad_values() {
+        let c = parse(&["--reload-on-create=false", "--reload-on-delete"])
+            .expect("parsed")
+            .reload;
+        assert!(!c.reload_on_create && c.reload_on_delete);
+        // Reloader refuses ignoring both kinds, and unknown workload types.
+        assert!(parse(&["--resources-to-ignore", "secrets,configmaps"]).is_err());
+        assert!(parse(&["--ignored-workload-types", "deployments"]).is_err());
+        assert!(parse(&["--reload-strategy", "rolling"]).is_err());
     }
 }

@@ -3,15 +3,15 @@
 //! hashes with the workload's recorded baseline and applies the planned change the way its kind
 //! is rolled ([`super::kinds`]).
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::FutureExt;
-use futures::StreamExt;
 use futures::channel::mpsc;
 use futures::future::BoxFuture;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
@@ -29,7 +29,8 @@ use tokio::sync::watch;
 use super::decide::{self, Decision, Input};
 use super::kinds::{self, Applied, Change, Rollout, Workload};
 use super::patch::{self, Observed};
-use super::resources::{Meta, Resources};
+use super::rate::RolloutLimit;
+use super::resources::{Meta, Resources, Touched};
 use super::{refs, scope, uds};
 use crate::context::Context;
 use crate::error::Error;
@@ -110,8 +111,8 @@ pub struct Shared {
     uds: bool,
     /// The namespaces `--namespace-selector` selects, when it is set.
     selection: Option<scope::Selection>,
-    /// When each namespace's recent rollouts happened, for the per-namespace rate limit.
-    rollouts: Mutex<HashMap<String, VecDeque<Instant>>>,
+    /// The per-namespace rollout rate limit.
+    rollouts: RolloutLimit,
     /// Hashes of each resource's data at a resourceVersion, so data is read only when it moved.
     hashes: Mutex<HashMap<ResourceKey, (String, ContentHashes)>>,
     /// Becomes `true` once the Secret and ConfigMap caches (those watched) are filled. Reconciles
@@ -201,6 +202,12 @@ async fn reconcile<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Acti
 
 async fn reload<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Action, Error> {
     let _ = shared.caches_ready.clone().wait_for(|ready| *ready).await;
+    // During a relist (after the watch was down, or when the namespace selection changed) the
+    // cache may miss objects or hold old versions: decide once it is complete (its end touches
+    // whatever changed meanwhile).
+    if shared.secrets.listing() || shared.config_maps.listing() {
+        return Ok(Action::requeue(RELIST_WAIT));
+    }
     let ns = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
     let wkey: WorkloadKey = (K::KIND, ns.clone(), name.clone());
@@ -346,7 +353,7 @@ async fn reload<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Action,
         return Ok(Action::await_change());
     }
     if !plan.rolled.is_empty()
-        && let Some(wait) = shared.rollout_slot(&ns)
+        && let Some(wait) = shared.rollouts.take(&ns, Instant::now())
     {
         tracing::warn!(kind = K::KIND, namespace = %ns, name = %name, wait_ms = wait.as_millis(), "rollout rate limit reached in the namespace; the rollout waits");
         shared.ctx.metrics.reload_rate_limited();
@@ -450,6 +457,16 @@ fn trigger<K: Workload>(tx: mpsc::UnboundedSender<ObjectRef<K>>) -> Trigger {
     })
 }
 
+/// Acts on a Secret/ConfigMap the cache saw added, changed or deleted: its users are reconciled,
+/// and a deleted one's hashes are forgotten.
+fn touch(shared: &Shared, senders: &Senders, kind: ResourceKind, touched: Touched) {
+    let key = (kind, touched.namespace, touched.name);
+    if touched.deleted {
+        shared.hashes.lock().expect("hash cache lock").remove(&key);
+    }
+    notify(shared, senders, key, &touched.meta);
+}
+
 fn notify(shared: &Shared, senders: &Senders, key: ResourceKey, meta: &Meta) {
     let index = shared.index.lock().expect("index lock");
     let mut users = index.users(&key);
@@ -493,6 +510,9 @@ where
     }
 }
 
+/// How long a reconcile that met a relist in progress waits before it tries again.
+const RELIST_WAIT: Duration = Duration::from_millis(500);
+
 /// Reconciles of one workload kind at once. Unbounded, a start with 1,000 Deployments ran 1,000
 /// reconciles at once, each with its own apiserver connection and reads in flight: 203 MiB
 /// peak RSS in `bench/reload_bench.py`.
@@ -516,6 +536,16 @@ async fn run_kind<K: Workload>(
     .default_backoff()
     .modify(K::slim)
     .reflect(writer)
+    .inspect_ok({
+        // A deleted workload leaves the index (the controller never reconciles what is gone).
+        let shared = shared.clone();
+        move |event| {
+            if let watcher::Event::Delete(w) = event {
+                let key = (K::KIND, w.namespace().unwrap_or_default(), w.name_any());
+                shared.index.lock().expect("index lock").remove(&key);
+            }
+        }
+    })
     .applied_objects();
     Controller::for_stream(workloads, reader)
         .reconcile_on(trigger)
@@ -537,30 +567,6 @@ async fn run_kind<K: Workload>(
             }
         })
         .await;
-}
-
-impl Shared {
-    /// Takes a rollout slot in `namespace`: `None` when one is free (and now taken), else how
-    /// long until one frees up.
-    fn rollout_slot(&self, namespace: &str) -> Option<Duration> {
-        const WINDOW: Duration = Duration::from_secs(60);
-        let limit = self.ctx.config.reload.max_rollouts_per_namespace_per_minute as usize;
-        let now = Instant::now();
-        let mut all = self.rollouts.lock().expect("rollouts lock");
-        let recent = all.entry(namespace.to_owned()).or_default();
-        while recent
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= WINDOW)
-        {
-            recent.pop_front();
-        }
-        if recent.len() < limit {
-            recent.push_back(now);
-            return None;
-        }
-        let oldest = *recent.front().expect("a full window is not empty");
-        Some(WINDOW.saturating_sub(now.duration_since(oldest)) + Duration::from_millis(50))
-    }
 }
 
 /// Reads or creates the hash key, retrying until it succeeds or `shutdown` completes.
@@ -625,6 +631,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let ignored_resources = reload.ignored_resources.clone();
     // One waiter per store (see `Shared::caches_ready`); shutdown ends the wait.
     let (caches_ready_tx, caches_ready) = watch::channel(false);
+    let rollouts = RolloutLimit::new(reload.max_rollouts_per_namespace_per_minute);
     let shared = Arc::new(Shared {
         recorder: Recorder::new(client.clone(), reporter),
         ctx,
@@ -634,7 +641,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         key,
         uds,
         selection: selection.clone(),
-        rollouts: Mutex::default(),
+        rollouts,
         hashes: Mutex::default(),
         caches_ready,
     });
@@ -699,10 +706,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         .take_until(shutdown.clone())
         .take_while(move |_| futures::future::ready(!skip))
         .for_each(move |event| {
-            if let Ok(event) = event
-                && let Some((ns, name, meta)) = shared.secrets.apply(event)
-            {
-                notify(&shared, &senders, (ResourceKind::Secret, ns, name), &meta);
+            if let Ok(event) = event {
+                for touched in shared.secrets.apply(event) {
+                    touch(&shared, &senders, ResourceKind::Secret, touched);
+                }
             }
             async {}
         })
@@ -719,15 +726,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         .take_until(shutdown.clone())
         .take_while(move |_| futures::future::ready(!skip))
         .for_each(move |event| {
-            if let Ok(event) = event
-                && let Some((ns, name, meta)) = shared.config_maps.apply(event)
-            {
-                notify(
-                    &shared,
-                    &senders,
-                    (ResourceKind::ConfigMap, ns, name),
-                    &meta,
-                );
+            if let Ok(event) = event {
+                for touched in shared.config_maps.apply(event) {
+                    touch(&shared, &senders, ResourceKind::ConfigMap, touched);
+                }
             }
             async {}
         })

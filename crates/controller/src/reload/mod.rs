@@ -7,6 +7,7 @@ pub mod key;
 pub mod kinds;
 pub mod metrics;
 pub mod patch;
+mod rate;
 pub mod refs;
 mod resources;
 mod scope;

@@ -34,6 +34,7 @@ pub struct Meta {
 }
 
 /// One cached object: most carry none of the kept labels and annotations, so those are boxed.
+#[derive(PartialEq, Eq)]
 struct Entry {
     resource_version: Box<str>,
     kept: Option<Box<(Map, Map)>>,
@@ -135,19 +136,18 @@ impl Resources {
         let _ = self.ready.subscribe().wait_for(|ready| *ready).await;
     }
 
-    /// Applies one watch event; returns the object it touched (added, changed or deleted) as
-    /// (namespace, name, what the cache keeps of it), as a reflector's `touched_objects` does.
-    pub fn apply<K>(
-        &self,
-        event: watcher::Event<PartialObjectMeta<K>>,
-    ) -> Option<(String, String, Meta)> {
-        let touched = |meta: &ObjectMeta, entry: &Entry| {
-            (
-                meta.namespace.clone().unwrap_or_default(),
-                meta.name.clone().unwrap_or_default(),
-                entry.meta(),
-            )
-        };
+    /// Whether a (re)list is being received: until it is complete the cache may be missing
+    /// objects (of a namespace just selected, say) or hold old versions, so nothing should be
+    /// decided from it.
+    pub fn listing(&self) -> bool {
+        self.relist.read().expect("resource cache lock").is_some()
+    }
+
+    /// Applies one watch event; returns the objects it touched (added, changed or deleted), as a
+    /// reflector's `touched_objects` does. A (re)list touches nothing until it is complete; then
+    /// it touches what differs from the cache it replaces, deletions included, so a change made
+    /// while the watch was down is acted on.
+    pub fn apply<K>(&self, event: watcher::Event<PartialObjectMeta<K>>) -> Vec<Touched> {
         let key = |meta: &ObjectMeta| {
             (
                 meta.namespace.clone().unwrap_or_default(),
@@ -157,48 +157,105 @@ impl Resources {
         match event {
             watcher::Event::Init => {
                 *self.relist.write().expect("resource cache lock") = Some(Objects::new());
-                None
+                Vec::new()
             }
             watcher::Event::InitApply(o) => {
-                let entry = Entry::of(&o.metadata);
-                let out = touched(&o.metadata, &entry);
                 let (ns, name) = key(&o.metadata);
                 let mut relist = self.relist.write().expect("resource cache lock");
-                insert(relist.get_or_insert_default(), &ns, &name, entry);
-                Some(out)
+                insert(
+                    relist.get_or_insert_default(),
+                    &ns,
+                    &name,
+                    Entry::of(&o.metadata),
+                );
+                Vec::new()
             }
             watcher::Event::InitDone => {
-                let listed = self
-                    .relist
-                    .write()
-                    .expect("resource cache lock")
-                    .take()
-                    .unwrap_or_default();
-                *self.objects.write().expect("resource cache lock") = listed;
+                let mut relist = self.relist.write().expect("resource cache lock");
+                let listed = relist.take().unwrap_or_default();
+                let mut objects = self.objects.write().expect("resource cache lock");
+                let touched = differences(&objects, &listed);
+                *objects = listed;
+                drop(objects);
+                drop(relist);
                 self.ready.send_replace(true);
-                None
+                touched
             }
             watcher::Event::Apply(o) => {
                 let entry = Entry::of(&o.metadata);
-                let out = touched(&o.metadata, &entry);
-                let (ns, name) = key(&o.metadata);
+                let meta = entry.meta();
+                let (namespace, name) = key(&o.metadata);
                 let mut objects = self.objects.write().expect("resource cache lock");
-                insert(&mut objects, &ns, &name, entry);
-                Some(out)
+                insert(&mut objects, &namespace, &name, entry);
+                vec![Touched {
+                    namespace,
+                    name,
+                    meta,
+                    deleted: false,
+                }]
             }
             watcher::Event::Delete(o) => {
-                let (ns, name) = key(&o.metadata);
+                let (namespace, name) = key(&o.metadata);
                 let mut objects = self.objects.write().expect("resource cache lock");
-                if let Some(names) = objects.get_mut(ns.as_str()) {
+                if let Some(names) = objects.get_mut(namespace.as_str()) {
                     names.remove(name.as_str());
                     if names.is_empty() {
-                        objects.remove(ns.as_str());
+                        objects.remove(namespace.as_str());
                     }
                 }
-                Some(touched(&o.metadata, &Entry::of(&o.metadata)))
+                vec![Touched {
+                    namespace,
+                    name,
+                    meta: Entry::of(&o.metadata).meta(),
+                    deleted: true,
+                }]
             }
         }
     }
+}
+
+/// An object a watch event added, changed or deleted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Touched {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// What the cache keeps of it (its last version, when deleted).
+    pub meta: Meta,
+    /// Whether it is gone.
+    pub deleted: bool,
+}
+
+/// What a relist changed: objects new or at another version in `listed`, and objects of
+/// `cached` that `listed` no longer has.
+fn differences(cached: &Objects, listed: &Objects) -> Vec<Touched> {
+    let mut out = Vec::new();
+    for (ns, names) in listed {
+        for (name, entry) in names {
+            if cached.get(ns).and_then(|c| c.get(name)) != Some(entry) {
+                out.push(Touched {
+                    namespace: ns.to_string(),
+                    name: name.to_string(),
+                    meta: entry.meta(),
+                    deleted: false,
+                });
+            }
+        }
+    }
+    for (ns, names) in cached {
+        for (name, entry) in names {
+            if listed.get(ns).and_then(|l| l.get(name)).is_none() {
+                out.push(Touched {
+                    namespace: ns.to_string(),
+                    name: name.to_string(),
+                    meta: entry.meta(),
+                    deleted: true,
+                });
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -266,23 +323,67 @@ mod tests {
         assert_eq!(cache.get("b", "db"), None);
     }
 
+    fn names(touched: &[Touched]) -> Vec<(String, bool)> {
+        let mut out: Vec<_> = touched
+            .iter()
+            .map(|t| (t.name.clone(), t.deleted))
+            .collect();
+        out.sort();
+        out
+    }
+
     #[tokio::test]
-    async fn a_relist_replaces_everything_and_makes_the_cache_ready() {
+    async fn a_relist_touches_only_what_changed_and_only_once_complete() {
         let cache = Resources::default();
-        cache.apply(watcher::Event::Apply(secret("a", "gone", "1", &[])));
-        cache.apply(watcher::Event::<PartialObjectMeta<Secret>>::Init);
-        let touched = cache.apply(watcher::Event::InitApply(secret("a", "db", "2", &[])));
-        assert_eq!(
-            touched.map(|(ns, name, m)| (ns, name, m.resource_version)),
-            Some(("a".into(), "db".into(), "2".into()))
+        for (name, rv) in [("same", "1"), ("moved", "2"), ("gone", "3")] {
+            cache.apply(watcher::Event::Apply(secret("a", name, rv, &[])));
+        }
+        assert!(!cache.listing());
+        // A relist after the watch was down: `moved` changed, `gone` was deleted, `new` created.
+        assert!(
+            cache
+                .apply(watcher::Event::<PartialObjectMeta<Secret>>::Init)
+                .is_empty()
         );
-        // Until the list is complete, the cache is what it was.
+        for (name, rv) in [("same", "1"), ("moved", "5"), ("new", "6")] {
+            let touched = cache.apply(watcher::Event::InitApply(secret("a", name, rv, &[])));
+            assert!(
+                touched.is_empty(),
+                "nothing is touched before the list is complete"
+            );
+        }
+        // Until the list is complete, the cache is what it was, and says it is listing.
+        assert!(cache.listing());
+        assert_eq!(cache.get("a", "moved").unwrap().resource_version, "2");
         assert!(cache.get("a", "gone").is_some());
-        assert!(cache.get("a", "db").is_none());
-        cache.apply(watcher::Event::<PartialObjectMeta<Secret>>::InitDone);
+        assert!(cache.get("a", "new").is_none());
+        let touched = cache.apply(watcher::Event::<PartialObjectMeta<Secret>>::InitDone);
+        assert_eq!(
+            names(&touched),
+            vec![
+                ("gone".into(), true),
+                ("moved".into(), false),
+                ("new".into(), false)
+            ]
+        );
         cache.wait_until_ready().await;
+        assert!(!cache.listing());
         assert!(cache.get("a", "gone").is_none());
-        assert_eq!(cache.names("a"), vec!["db".to_owned()]);
+        assert_eq!(cache.get("a", "moved").unwrap().resource_version, "5");
+        let mut all = cache.names("a");
+        all.sort();
+        assert_eq!(all, vec!["moved", "new", "same"]);
+    }
+
+    #[tokio::test]
+    async fn the_first_list_touches_everything_it_lists() {
+        let cache = Resources::default();
+        cache.apply(watcher::Event::<PartialObjectMeta<Secret>>::Init);
+        cache.apply(watcher::Event::InitApply(secret("a", "db", "1", &[])));
+        cache.apply(watcher::Event::InitApply(secret("b", "db", "1", &[])));
+        let touched = cache.apply(watcher::Event::<PartialObjectMeta<Secret>>::InitDone);
+        assert_eq!(touched.len(), 2);
+        cache.wait_until_ready().await;
     }
 
     #[test]
@@ -291,7 +392,7 @@ mod tests {
         cache.apply(watcher::Event::Apply(secret("a", "db", "1", &[])));
         cache.apply(watcher::Event::Apply(secret("a", "api", "2", &[])));
         let touched = cache.apply(watcher::Event::Delete(secret("a", "db", "3", &[])));
-        assert_eq!(touched.map(|(_, name, _)| name), Some("db".into()));
+        assert_eq!(names(&touched), vec![("db".into(), true)]);
         assert_eq!(cache.names("a"), vec!["api".to_owned()]);
         cache.apply(watcher::Event::Delete(secret("a", "api", "4", &[])));
         assert!(cache.objects.read().unwrap().is_empty());

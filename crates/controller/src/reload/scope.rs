@@ -212,4 +212,31 @@ mod tests {
         );
         assert_eq!(workload_watch(&config).label_selector, None);
     }
+
+    #[test]
+    fn events_of_unselected_namespaces_never_reach_the_cache() {
+        use k8s_openapi::api::core::v1::Secret;
+        let secret = |ns: &str| PartialObjectMeta::<Secret> {
+            types: None,
+            metadata: kube::api::ObjectMeta {
+                namespace: Some(ns.into()),
+                name: Some("db".into()),
+                ..Default::default()
+            },
+            _phantom: std::marker::PhantomData,
+        };
+        let selected: HashSet<String> = ["a".to_owned()].into();
+        for (event, kept) in [
+            (watcher::Event::Apply(secret("a")), true),
+            (watcher::Event::InitApply(secret("a")), true),
+            (watcher::Event::Delete(secret("a")), true),
+            (watcher::Event::Apply(secret("b")), false),
+            (watcher::Event::InitApply(secret("b")), false),
+            (watcher::Event::Delete(secret("b")), false),
+            (watcher::Event::Init, true),
+            (watcher::Event::InitDone, true),
+        ] {
+            assert_eq!(in_selection(&event, &selected), kept, "{event:?}");
+        }
+    }
 }

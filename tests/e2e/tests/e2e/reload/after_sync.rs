@@ -103,9 +103,9 @@ async fn a_synced_change_rolls_the_workload_and_refreshes_of_the_same_data_do_no
         .create(&PostParams::default(), &deployment)
         .await
         .expect("create deployment");
-    eventually("the baseline", TIMEOUT, || async {
+    let before = eventually("the baseline", TIMEOUT, || async {
         let d = deployments.get("web").await.ok()?;
-        d.metadata.annotations?.get(LOCKSTEP_HASHES).map(|_| ())
+        d.metadata.annotations?.get(LOCKSTEP_HASHES).cloned()
     })
     .await;
     // Several 1 s refreshes read the same data: nothing rolls.
@@ -125,6 +125,20 @@ async fn a_synced_change_rolls_the_workload_and_refreshes_of_the_same_data_do_no
         value(s, "password").as_deref() == Some(second.as_str())
     })
     .await;
+    // Straight away: the pod template is patched within seconds of the synced write (the
+    // debounce is 200 ms), not at some later resync.
+    let seen = std::time::Instant::now();
+    eventually("the rollout recorded", TIMEOUT, || async {
+        let d = deployments.get("web").await.ok()?;
+        let now = d.metadata.annotations?.get(LOCKSTEP_HASHES).cloned()?;
+        (now != before).then_some(())
+    })
+    .await;
+    assert!(
+        seen.elapsed() < Duration::from_secs(5),
+        "the synced change was acted on after {:?}",
+        seen.elapsed()
+    );
     eventually(
         "a new ReplicaSet after the synced change",
         TIMEOUT,

@@ -216,6 +216,13 @@ async fn namespace_selector_and_ignored_namespaces_apply_before_the_cache() {
         "selecting a namespace rolls nothing",
     )
     .await;
+    // Decided from the complete list of c's objects: the Secret's hash, never "absent" (which
+    // a decision made while c's objects were still being listed would record).
+    let recorded = baseline(&client, c.name(), "web").await.expect("baseline");
+    assert!(
+        recorded.contains("\"secret/db\":\"hmac-sha256:") && !recorded.contains("absent"),
+        "c's baseline is the Secret's hash: {recorded}"
+    );
     apply_secret(&client, c.name(), "db", json!({}), "three").await;
     wait_replica_sets(&client, c.name(), "web", 2).await;
     lockstep.stop().await;
