@@ -77,6 +77,8 @@ pub struct Resources {
     /// The objects of a (re)list being received; they replace `objects` when it is complete.
     relist: RwLock<Option<Objects>>,
     ready: watch::Sender<bool>,
+    /// Whether a (re)list is being received.
+    listing: watch::Sender<bool>,
 }
 
 impl Default for Resources {
@@ -85,6 +87,7 @@ impl Default for Resources {
             objects: RwLock::default(),
             relist: RwLock::default(),
             ready: watch::channel(false).0,
+            listing: watch::channel(false).0,
         }
     }
 }
@@ -140,7 +143,12 @@ impl Resources {
     /// objects (of a namespace just selected, say) or hold old versions, so nothing should be
     /// decided from it.
     pub fn listing(&self) -> bool {
-        self.relist.read().expect("resource cache lock").is_some()
+        *self.listing.borrow()
+    }
+
+    /// Completes when no (re)list is being received.
+    pub async fn wait_until_listed(&self) {
+        let _ = self.listing.subscribe().wait_for(|listing| !*listing).await;
     }
 
     /// Applies one watch event; returns the objects it touched (added, changed or deleted), as a
@@ -157,6 +165,7 @@ impl Resources {
         match event {
             watcher::Event::Init => {
                 *self.relist.write().expect("resource cache lock") = Some(Objects::new());
+                self.listing.send_replace(true);
                 Vec::new()
             }
             watcher::Event::InitApply(o) => {
@@ -185,6 +194,7 @@ impl Resources {
                 drop(objects);
                 drop(relist);
                 self.ready.send_replace(true);
+                self.listing.send_replace(false);
                 touched
             }
             watcher::Event::Apply(o) => {
@@ -266,6 +276,8 @@ fn differences(cached: &Objects, listed: &Objects) -> Vec<Touched> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use k8s_openapi::api::core::v1::Secret;
 
     use super::*;
@@ -362,6 +374,8 @@ mod tests {
         }
         // Until the list is complete, the cache is what it was, and says it is listing.
         assert!(cache.listing());
+        let waiting = tokio::time::timeout(Duration::from_millis(50), cache.wait_until_listed());
+        assert!(waiting.await.is_err(), "still listing");
         assert_eq!(cache.get("a", "moved").unwrap().resource_version, "2");
         assert!(cache.get("a", "gone").is_some());
         assert!(cache.get("a", "new").is_none());
@@ -375,6 +389,7 @@ mod tests {
             ]
         );
         cache.wait_until_ready().await;
+        cache.wait_until_listed().await;
         assert!(!cache.listing());
         assert!(cache.get("a", "gone").is_none());
         assert_eq!(cache.get("a", "moved").unwrap().resource_version, "5");
