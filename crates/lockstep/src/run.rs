@@ -9,6 +9,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
+use lockstep_api::reloader;
 use lockstep_controller::{Config, Context};
 use tokio::sync::watch;
 
@@ -90,6 +91,60 @@ pub struct RunArgs {
     /// Name of the Secret holding the reload hash key (created once when missing).
     #[arg(long, default_value = lockstep_controller::reload::key::DEFAULT_NAME)]
     reload_key_name: String,
+    #[command(flatten)]
+    annotation_names: AnnotationNames,
+}
+
+/// Reloader's flags that rename its annotations (the defaults are its names).
+#[derive(Debug, clap::Args)]
+struct AnnotationNames {
+    /// Name of the `auto` annotation.
+    #[arg(long, default_value = reloader::AUTO)]
+    auto_annotation: String,
+    /// Name of the Secret-only `auto` annotation.
+    #[arg(long, default_value = reloader::SECRET_AUTO)]
+    secret_auto_annotation: String,
+    /// Name of the ConfigMap-only `auto` annotation.
+    #[arg(long, default_value = reloader::CONFIGMAP_AUTO)]
+    configmap_auto_annotation: String,
+    /// Name of the `search` annotation.
+    #[arg(long, default_value = reloader::SEARCH)]
+    auto_search_annotation: String,
+    /// Name of the `match` annotation (on Secrets/ConfigMaps).
+    #[arg(long, default_value = reloader::MATCH)]
+    search_match_annotation: String,
+    /// Name of the Secret reload-list annotation.
+    #[arg(long, default_value = reloader::SECRET_RELOAD)]
+    secret_annotation: String,
+    /// Name of the ConfigMap reload-list annotation.
+    #[arg(long, default_value = reloader::CONFIGMAP_RELOAD)]
+    configmap_annotation: String,
+    /// Name of the `ignore` annotation (on Secrets/ConfigMaps).
+    #[arg(long, default_value = reloader::IGNORE)]
+    ignore_annotation: String,
+    /// Name of the Deployment `pause-period` annotation.
+    #[arg(long, default_value = reloader::PAUSE_PERIOD)]
+    pause_deployment_annotation: String,
+    /// Name of the Deployment `paused-at` annotation.
+    #[arg(long, default_value = reloader::PAUSED_AT)]
+    pause_deployment_time_annotation: String,
+}
+
+impl From<AnnotationNames> for lockstep_controller::reload::names::Names {
+    fn from(a: AnnotationNames) -> Self {
+        Self {
+            auto: a.auto_annotation,
+            secret_auto: a.secret_auto_annotation,
+            configmap_auto: a.configmap_auto_annotation,
+            search: a.auto_search_annotation,
+            matches: a.search_match_annotation,
+            secret_reload: a.secret_annotation,
+            configmap_reload: a.configmap_annotation,
+            ignore: a.ignore_annotation,
+            pause_period: a.pause_deployment_annotation,
+            paused_at: a.pause_deployment_time_annotation,
+        }
+    }
 }
 
 /// Reloader's reload strategies.
@@ -143,6 +198,7 @@ fn config(args: RunArgs) -> anyhow::Result<Config> {
                 .map(crate::reload_flags::selector),
             max_rollouts_per_namespace_per_minute: args.reload_max_rollouts_per_minute,
             uds_pod_reload: args.uds_pod_reload,
+            names: args.annotation_names.into(),
             ..Default::default()
         },
         ..Config::default()
@@ -288,6 +344,43 @@ mod tests {
         assert_eq!(c.resource_label_selector, None);
         assert_eq!(c.max_rollouts_per_namespace_per_minute, 60);
         assert_eq!(c.key_namespace.as_deref(), Some("lockstep"));
+        assert_eq!(
+            c.names,
+            lockstep_controller::reload::names::Names::default()
+        );
+    }
+
+    #[test]
+    fn reloaders_annotation_rename_flags() {
+        let flags = [
+            ("--auto-annotation", "a/auto"),
+            ("--secret-auto-annotation", "a/secret-auto"),
+            ("--configmap-auto-annotation", "a/configmap-auto"),
+            ("--auto-search-annotation", "a/search"),
+            ("--search-match-annotation", "a/match"),
+            ("--secret-annotation", "a/secret"),
+            ("--configmap-annotation", "a/configmap"),
+            ("--ignore-annotation", "a/ignore"),
+            ("--pause-deployment-annotation", "a/pause"),
+            ("--pause-deployment-time-annotation", "a/paused-at"),
+        ];
+        let args: Vec<&str> = flags.iter().flat_map(|(f, v)| [*f, *v]).collect();
+        let n = parse(&args).expect("parsed").reload.names;
+        assert_eq!(
+            [
+                n.auto,
+                n.secret_auto,
+                n.configmap_auto,
+                n.search,
+                n.matches,
+                n.secret_reload,
+                n.configmap_reload,
+                n.ignore,
+                n.pause_period,
+                n.paused_at,
+            ],
+            flags.map(|(_, v)| v.to_owned())
+        );
     }
 
     #[test]

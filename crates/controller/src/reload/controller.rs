@@ -195,7 +195,13 @@ fn now() -> i64 {
 async fn reconcile<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Action, Error> {
     // Work due on the workload itself (a Deployment paused for a reload is resumed on time),
     // then the reload proper.
-    let due = K::maintain(&shared.ctx.client, obj.as_ref(), now()).await?;
+    let due = K::maintain(
+        &shared.ctx.client,
+        obj.as_ref(),
+        now(),
+        &shared.ctx.config.reload.names,
+    )
+    .await?;
     let action = reload(obj, shared).await?;
     Ok(due.map_or(action, Action::requeue))
 }
@@ -260,7 +266,8 @@ async fn reload<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Action,
             index_refs.push((*k, ns.clone(), n.clone()));
             candidates.insert((*k, n.clone()));
         }
-        if let Some(list) = decide::reload_list(annotations, pod_annotations, kind) {
+        if let Some(list) = decide::reload_list(annotations, pod_annotations, kind, &options.names)
+        {
             index_named.push(kind);
             let (_, invalid) = decide::matches_list(list, "");
             if !invalid.is_empty() {
@@ -371,6 +378,7 @@ async fn reload<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Action,
         patch: &body,
         rolls: !plan.rolled.is_empty(),
         now: now(),
+        names: &config.names,
     };
     let result = K::apply(&shared.ctx.client, obj.as_ref(), change).await;
     // Someone else (another Lockstep replica, kube-controller-manager's status write, any
@@ -640,11 +648,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     // One waiter per store (see `Shared::caches_ready`); shutdown ends the wait.
     let (caches_ready_tx, caches_ready) = watch::channel(false);
     let rollouts = RolloutLimit::new(reload.max_rollouts_per_namespace_per_minute);
+    let (secrets, config_maps) = (Resources::new(&reload.names), Resources::new(&reload.names));
     let shared = Arc::new(Shared {
         recorder: Recorder::new(client.clone(), reporter),
         ctx,
-        secrets: Resources::default(),
-        config_maps: Resources::default(),
+        secrets,
+        config_maps,
         index: Mutex::default(),
         key,
         uds,

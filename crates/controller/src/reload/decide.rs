@@ -12,6 +12,8 @@
 use std::collections::BTreeMap;
 
 use lockstep_api::reloader::{self, ResourceKind};
+
+use super::names::Names;
 use regex::Regex;
 
 /// Annotations of an object.
@@ -51,6 +53,8 @@ pub struct Options {
     pub auto_reload_all: bool,
     /// `--ignored-workload-types`: workload kinds never reloaded (`Job`, `CronJob`).
     pub ignored_workload_kinds: Vec<String>,
+    /// The annotation names (Reloader's rename flags).
+    pub names: Names,
 }
 
 fn get<'a>(a: Option<&'a Annotations>, key: &str) -> Option<&'a str> {
@@ -68,12 +72,13 @@ pub fn opted_in(
     if options.auto_reload_all {
         return true;
     }
+    let names = &options.names;
     [workload, pod_template].into_iter().any(|a| {
         [
-            reloader::AUTO,
-            kind.auto_annotation(),
-            kind.reload_annotation(),
-            reloader::SEARCH,
+            names.auto.as_str(),
+            names.auto_of(kind),
+            names.reload_of(kind),
+            names.search.as_str(),
         ]
         .iter()
         .any(|k| get(a, k).is_some())
@@ -87,8 +92,9 @@ pub fn reload_list<'a>(
     workload: Option<&'a Annotations>,
     pod_template: Option<&'a Annotations>,
     kind: ResourceKind,
+    names: &Names,
 ) -> Option<&'a str> {
-    source(workload, pod_template, kind).and_then(|a| get(Some(a), kind.reload_annotation()))
+    source(workload, pod_template, kind, names).and_then(|a| get(Some(a), names.reload_of(kind)))
 }
 
 /// Where the four opt-in keys are read: the workload's metadata if it has any of them, else the
@@ -97,12 +103,13 @@ fn source<'a>(
     workload: Option<&'a Annotations>,
     pod_template: Option<&'a Annotations>,
     kind: ResourceKind,
+    names: &Names,
 ) -> Option<&'a Annotations> {
     let on_workload = [
-        kind.reload_annotation(),
-        reloader::AUTO,
-        kind.auto_annotation(),
-        reloader::SEARCH,
+        names.reload_of(kind),
+        names.auto.as_str(),
+        names.auto_of(kind),
+        names.search.as_str(),
     ]
     .iter()
     .any(|k| get(workload, k).is_some());
@@ -132,7 +139,8 @@ pub fn decide(input: &Input<'_>, options: &Options) -> Decision {
     {
         return Decision::No;
     }
-    if get(input.resource, reloader::IGNORE) == Some("true") {
+    let names = &options.names;
+    if get(input.resource, &names.ignore) == Some("true") {
         return Decision::No;
     }
     if let Some(excluded) = get(input.workload, input.kind.exclude_annotation())
@@ -140,16 +148,16 @@ pub fn decide(input: &Input<'_>, options: &Options) -> Decision {
     {
         return Decision::No;
     }
-    let annotations = source(input.workload, input.pod_template, input.kind);
+    let annotations = source(input.workload, input.pod_template, input.kind, names);
     let value = |k: &str| get(annotations, k).unwrap_or_default();
-    if matches_list(value(input.kind.reload_annotation()), input.name).0 {
+    if matches_list(value(names.reload_of(input.kind)), input.name).0 {
         return Decision::Named;
     }
-    if value(reloader::SEARCH) == "true" && get(input.resource, reloader::MATCH) == Some("true") {
+    if value(&names.search) == "true" && get(input.resource, &names.matches) == Some("true") {
         return Decision::Auto;
     }
-    let auto = value(reloader::AUTO);
-    let typed = value(input.kind.auto_annotation());
+    let auto = value(&names.auto);
+    let typed = value(names.auto_of(input.kind));
     if reloader::parse_bool(auto)
         || reloader::parse_bool(typed)
         || (auto.is_empty() && typed.is_empty() && options.auto_reload_all)
@@ -344,6 +352,97 @@ mod tests {
         assert_eq!(
             run(&a(&[(reloader::AUTO, "true")]), &none, S, "x", &none, &o),
             Decision::No
+        );
+    }
+
+    #[test]
+    fn renamed_annotations_replace_reloaders_names() {
+        let names = Names {
+            auto: "example.com/auto".into(),
+            secret_auto: "example.com/secret-auto".into(),
+            configmap_auto: "example.com/configmap-auto".into(),
+            search: "example.com/search".into(),
+            matches: "example.com/match".into(),
+            secret_reload: "example.com/secrets".into(),
+            configmap_reload: "example.com/configmaps".into(),
+            ignore: "example.com/ignore".into(),
+            ..Names::default()
+        };
+        let o = Options {
+            names,
+            ..Options::default()
+        };
+        let none = a(&[]);
+        let yes = |k: &str| a(&[(k, "true")]);
+        // The new names work, on the workload and (as fallback) on the pod template ...
+        assert_eq!(
+            run(&yes("example.com/auto"), &none, S, "x", &none, &o),
+            Decision::Auto
+        );
+        assert_eq!(
+            run(&none, &yes("example.com/auto"), S, "x", &none, &o),
+            Decision::Auto
+        );
+        assert_eq!(
+            run(&yes("example.com/secret-auto"), &none, S, "x", &none, &o),
+            Decision::Auto
+        );
+        assert_eq!(
+            run(&yes("example.com/configmap-auto"), &none, S, "x", &none, &o),
+            Decision::No
+        );
+        assert_eq!(
+            run(
+                &a(&[("example.com/secrets", "x")]),
+                &none,
+                S,
+                "x",
+                &none,
+                &o
+            ),
+            Decision::Named
+        );
+        assert_eq!(
+            run(
+                &yes("example.com/search"),
+                &none,
+                S,
+                "x",
+                &yes("example.com/match"),
+                &o
+            ),
+            Decision::Auto
+        );
+        assert_eq!(
+            run(
+                &yes("example.com/auto"),
+                &none,
+                S,
+                "x",
+                &yes("example.com/ignore"),
+                &o
+            ),
+            Decision::No
+        );
+        assert!(opted_in(Some(&yes("example.com/auto")), None, S, &o));
+        let list = a(&[("example.com/configmaps", "cfg-.*")]);
+        assert_eq!(reload_list(Some(&list), None, C, &o.names), Some("cfg-.*"));
+        // ... and Reloader's default names are no longer read, as with Reloader's flags.
+        assert_eq!(
+            run(&yes(reloader::AUTO), &none, S, "x", &none, &o),
+            Decision::No
+        );
+        assert!(!opted_in(Some(&yes(reloader::AUTO)), None, S, &o));
+        assert_eq!(
+            run(
+                &yes("example.com/auto"),
+                &none,
+                S,
+                "x",
+                &yes(reloader::IGNORE),
+                &o
+            ),
+            Decision::Auto
         );
     }
 }

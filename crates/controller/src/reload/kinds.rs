@@ -36,13 +36,12 @@ use kube::api::{
     DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy,
 };
 use kube::{Api, Client, Resource, ResourceExt};
-use lockstep_api::reloader::{
-    JOB_SOURCE_HASHES, LOCKSTEP_HASHES, PAUSE_PERIOD, PAUSED_AT, ROLLOUT_STRATEGY,
-};
+use lockstep_api::reloader::{JOB_SOURCE_HASHES, LOCKSTEP_HASHES, ROLLOUT_STRATEGY};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::names::Names;
 use crate::error::Error;
 
 /// The field manager of Lockstep's workload writes.
@@ -71,6 +70,8 @@ pub struct Change<'a> {
     pub rolls: bool,
     /// The time now, in unix seconds.
     pub now: i64,
+    /// The annotation names (Reloader's rename flags: `pause-period`, `paused-at`).
+    pub names: &'a Names,
 }
 
 /// What applying a change did.
@@ -123,8 +124,9 @@ pub trait Workload:
         client: &Client,
         obj: &Self,
         now: i64,
+        names: &Names,
     ) -> impl Future<Output = Result<Option<Duration>, Error>> + Send {
-        let _ = (client, obj, now);
+        let _ = (client, obj, now, names);
         async { Ok(None) }
     }
 }
@@ -347,15 +349,16 @@ pub enum Pause {
 }
 
 /// The Deployment's `pause-period`, if it has a valid one.
-pub fn pause_period(deployment: &Deployment) -> Option<Duration> {
-    let text = annotation(deployment, PAUSE_PERIOD)?;
+pub fn pause_period(deployment: &Deployment, names: &Names) -> Option<Duration> {
+    let text = annotation(deployment, &names.pause_period)?;
     let period = parse_go_duration(text);
     if period.is_none() {
         tracing::warn!(
             namespace = deployment.namespace(),
             name = deployment.name_any(),
             value = text,
-            "invalid {PAUSE_PERIOD}: the reload is not paused"
+            annotation = names.pause_period,
+            "invalid pause period: the reload is not paused"
         );
     }
     period
@@ -365,13 +368,13 @@ pub fn pause_period(deployment: &Deployment) -> Option<Duration> {
 /// (`spec.paused`) and carries `paused-at`; the period is its `pause-period` from then. An
 /// unreadable `paused-at`, or a `pause-period` removed or made invalid meanwhile, resumes it
 /// now rather than never.
-pub fn pause_state(deployment: &Deployment, now: i64) -> Pause {
+pub fn pause_state(deployment: &Deployment, now: i64, names: &Names) -> Pause {
     let paused = deployment
         .spec
         .as_ref()
         .and_then(|s| s.paused)
         .unwrap_or(false);
-    let Some(paused_at) = annotation(deployment, PAUSED_AT) else {
+    let Some(paused_at) = annotation(deployment, &names.paused_at) else {
         return Pause::None;
     };
     if !paused {
@@ -380,7 +383,8 @@ pub fn pause_state(deployment: &Deployment, now: i64) -> Pause {
     let Ok(at) = paused_at.parse::<Timestamp>() else {
         return Pause::ResumeNow;
     };
-    let Some(period) = annotation(deployment, PAUSE_PERIOD).and_then(parse_go_duration) else {
+    let Some(period) = annotation(deployment, &names.pause_period).and_then(parse_go_duration)
+    else {
         return Pause::ResumeNow;
     };
     let elapsed = u64::try_from(now.saturating_sub(at.as_second())).unwrap_or(0);
@@ -406,21 +410,27 @@ impl Workload for Deployment {
         // Paused in the same patch as the template change, so the change never starts rolling
         // before the pause; an already paused Deployment (by a reload or by someone else) only
         // gets the template change, as with Reloader.
-        if change.rolls && !paused && pause_period(obj).is_some() {
+        if change.rolls && !paused && pause_period(obj, change.names).is_some() {
             body["spec"]["paused"] = json!(true);
-            body["metadata"]["annotations"][PAUSED_AT] = json!(rfc3339(change.now));
+            body["metadata"]["annotations"][change.names.paused_at.as_str()] =
+                json!(rfc3339(change.now));
         }
         patch_object(client, obj, body).await?;
         Ok(rolled_or_recorded(change))
     }
 
-    async fn maintain(client: &Client, obj: &Self, now: i64) -> Result<Option<Duration>, Error> {
-        match pause_state(obj, now) {
+    async fn maintain(
+        client: &Client,
+        obj: &Self,
+        now: i64,
+        names: &Names,
+    ) -> Result<Option<Duration>, Error> {
+        match pause_state(obj, now, names) {
             Pause::None => Ok(None),
             Pause::ResumeIn(left) => Ok(Some(left)),
             Pause::ResumeNow => {
                 let body = json!({
-                    "metadata": { "annotations": { PAUSED_AT: null } },
+                    "metadata": { "annotations": { names.paused_at.as_str(): null } },
                     "spec": { "paused": false }
                 });
                 patch_object(client, obj, body).await?;
@@ -763,6 +773,8 @@ impl Workload for Rollout {
 
 #[cfg(test)]
 mod tests {
+    use lockstep_api::reloader::{PAUSE_PERIOD, PAUSED_AT};
+
     use super::*;
 
     fn job_template_patch() -> Value {
@@ -824,11 +836,17 @@ mod tests {
         let paused_at = rfc3339(at);
         let d = deployment(true, &[(PAUSE_PERIOD, "5m"), (PAUSED_AT, &paused_at)]);
         assert_eq!(
-            pause_state(&d, at + 60),
+            pause_state(&d, at + 60, &Names::default()),
             Pause::ResumeIn(Duration::from_secs(240))
         );
-        assert_eq!(pause_state(&d, at + 300), Pause::ResumeNow);
-        assert_eq!(pause_state(&d, at + 900), Pause::ResumeNow);
+        assert_eq!(
+            pause_state(&d, at + 300, &Names::default()),
+            Pause::ResumeNow
+        );
+        assert_eq!(
+            pause_state(&d, at + 900, &Names::default()),
+            Pause::ResumeNow
+        );
         // Go writes local offsets too.
         let d = deployment(
             true,
@@ -838,18 +856,23 @@ mod tests {
             ],
         );
         assert_eq!(
-            pause_state(&d, at + 60),
+            pause_state(&d, at + 60, &Names::default()),
             Pause::ResumeIn(Duration::from_secs(240))
         );
         // Paused by someone else (no paused-at), or not paused any more: not ours to resume.
         assert_eq!(
-            pause_state(&deployment(true, &[(PAUSE_PERIOD, "5m")]), at),
+            pause_state(
+                &deployment(true, &[(PAUSE_PERIOD, "5m")]),
+                at,
+                &Names::default()
+            ),
             Pause::None
         );
         assert_eq!(
             pause_state(
                 &deployment(false, &[(PAUSE_PERIOD, "5m"), (PAUSED_AT, &paused_at)]),
-                at
+                at,
+                &Names::default()
             ),
             Pause::None
         );
@@ -857,12 +880,17 @@ mod tests {
         assert_eq!(
             pause_state(
                 &deployment(true, &[(PAUSE_PERIOD, "5m"), (PAUSED_AT, "yesterday")]),
-                at
+                at,
+                &Names::default()
             ),
             Pause::ResumeNow
         );
         assert_eq!(
-            pause_state(&deployment(true, &[(PAUSED_AT, &paused_at)]), at),
+            pause_state(
+                &deployment(true, &[(PAUSED_AT, &paused_at)]),
+                at,
+                &Names::default()
+            ),
             Pause::ResumeNow
         );
     }
@@ -1079,5 +1107,30 @@ mod tests {
             .unwrap()
             .remove("managedFields");
         assert_eq!(serde_json::to_value(&r).unwrap(), expected);
+    }
+
+    #[test]
+    fn renamed_pause_annotations_are_the_ones_read() {
+        let at = 1_796_000_000;
+        let names = Names {
+            pause_period: "example.com/pause".into(),
+            paused_at: "example.com/paused-at".into(),
+            ..Names::default()
+        };
+        let d = deployment(
+            true,
+            &[
+                ("example.com/pause", "5m"),
+                ("example.com/paused-at", &rfc3339(at)),
+            ],
+        );
+        assert_eq!(pause_period(&d, &names), Some(Duration::from_secs(300)));
+        assert_eq!(
+            pause_state(&d, at + 60, &names),
+            Pause::ResumeIn(Duration::from_secs(240))
+        );
+        // Under Reloader's default names the same Deployment carries no pause at all.
+        assert_eq!(pause_period(&d, &Names::default()), None);
+        assert_eq!(pause_state(&d, at + 60, &Names::default()), Pause::None);
     }
 }

@@ -6,6 +6,7 @@ pub mod decide;
 pub mod key;
 pub mod kinds;
 pub mod metrics;
+pub mod names;
 pub mod patch;
 mod rate;
 pub mod refs;
@@ -60,6 +61,8 @@ pub struct ReloadConfig {
     /// UDS Core's pod-reload contract (`uds.dev/pod-reload` on Secrets/ConfigMaps). Off by
     /// default, and left to UDS Core's own operator whenever its `Package` API is served.
     pub uds_pod_reload: bool,
+    /// Reloader's annotation names, as its rename flags set them.
+    pub names: names::Names,
 }
 
 impl Default for ReloadConfig {
@@ -80,6 +83,7 @@ impl Default for ReloadConfig {
             resource_label_selector: None,
             max_rollouts_per_namespace_per_minute: 60,
             uds_pod_reload: false,
+            names: names::Names::default(),
         }
     }
 }
@@ -89,6 +93,7 @@ impl ReloadConfig {
         decide::Options {
             auto_reload_all: self.auto_reload_all,
             ignored_workload_kinds: self.ignored_workload_kinds.clone(),
+            names: self.names.clone(),
         }
     }
 }

@@ -12,13 +12,11 @@ use std::sync::RwLock;
 use kube::api::ObjectMeta;
 use kube::core::PartialObjectMeta;
 use kube::runtime::watcher;
-use lockstep_api::reloader;
 use tokio::sync::watch;
 
+use super::names::Names;
 use super::uds::{self, Map};
 
-/// The annotations of a Secret/ConfigMap that any decision reads.
-const KEPT_ANNOTATIONS: [&str; 3] = [reloader::IGNORE, reloader::MATCH, uds::POD_RELOAD_SELECTOR];
 /// The labels of a Secret/ConfigMap that any decision reads.
 const KEPT_LABELS: [&str; 1] = [uds::POD_RELOAD];
 
@@ -29,7 +27,8 @@ pub struct Meta {
     pub resource_version: String,
     /// Its labels among [`KEPT_LABELS`].
     pub labels: Map,
-    /// Its annotations among [`KEPT_ANNOTATIONS`].
+    /// Its annotations that any decision reads: Reloader's ignore and match (under the names
+    /// configured), and UDS's pod-reload selector.
     pub annotations: Map,
 }
 
@@ -41,16 +40,18 @@ struct Entry {
 }
 
 impl Entry {
-    fn of(meta: &ObjectMeta) -> Self {
-        let keep = |all: Option<&Map>, kept: &[&str]| -> Map {
+    fn of(meta: &ObjectMeta, kept_annotations: &[String]) -> Self {
+        let keep = |all: Option<&Map>, kept: &dyn Fn(&str) -> bool| -> Map {
             all.into_iter()
                 .flatten()
-                .filter(|(k, _)| kept.contains(&k.as_str()))
+                .filter(|(k, _)| kept(k))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
         };
-        let labels = keep(meta.labels.as_ref(), &KEPT_LABELS);
-        let annotations = keep(meta.annotations.as_ref(), &KEPT_ANNOTATIONS);
+        let labels = keep(meta.labels.as_ref(), &|k| KEPT_LABELS.contains(&k));
+        let annotations = keep(meta.annotations.as_ref(), &|k| {
+            kept_annotations.iter().any(|a| a == k)
+        });
         Entry {
             resource_version: meta.resource_version.as_deref().unwrap_or_default().into(),
             kept: (!labels.is_empty() || !annotations.is_empty())
@@ -79,15 +80,23 @@ pub struct Resources {
     ready: watch::Sender<bool>,
     /// Whether a (re)list is being received.
     listing: watch::Sender<bool>,
+    /// The annotations kept of each object.
+    kept_annotations: Vec<String>,
 }
 
-impl Default for Resources {
-    fn default() -> Self {
+impl Resources {
+    /// An empty cache that keeps the annotations decisions read under `names`.
+    pub fn new(names: &Names) -> Self {
         Resources {
             objects: RwLock::default(),
             relist: RwLock::default(),
             ready: watch::channel(false).0,
             listing: watch::channel(false).0,
+            kept_annotations: vec![
+                names.ignore.clone(),
+                names.matches.clone(),
+                uds::POD_RELOAD_SELECTOR.to_owned(),
+            ],
         }
     }
 }
@@ -175,7 +184,7 @@ impl Resources {
                     relist.get_or_insert_default(),
                     &ns,
                     &name,
-                    Entry::of(&o.metadata),
+                    Entry::of(&o.metadata, &self.kept_annotations),
                 );
                 Vec::new()
             }
@@ -198,7 +207,7 @@ impl Resources {
                 touched
             }
             watcher::Event::Apply(o) => {
-                let entry = Entry::of(&o.metadata);
+                let entry = Entry::of(&o.metadata, &self.kept_annotations);
                 let meta = entry.meta();
                 let (namespace, name) = key(&o.metadata);
                 let mut objects = self.objects.write().expect("resource cache lock");
@@ -222,7 +231,7 @@ impl Resources {
                 vec![Touched {
                     namespace,
                     name,
-                    meta: Entry::of(&o.metadata).meta(),
+                    meta: Entry::of(&o.metadata, &self.kept_annotations).meta(),
                     deleted: true,
                 }]
             }
@@ -279,6 +288,7 @@ mod tests {
     use std::time::Duration;
 
     use k8s_openapi::api::core::v1::Secret;
+    use lockstep_api::reloader;
 
     use super::*;
 
@@ -321,7 +331,7 @@ mod tests {
 
     #[test]
     fn keeps_the_resource_version_and_only_the_labels_and_annotations_decisions_read() {
-        let cache = Resources::default();
+        let cache = Resources::new(&Names::default());
         cache.apply(watcher::Event::Apply(secret(
             "a",
             "db",
@@ -352,7 +362,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_relist_touches_only_what_changed_and_only_once_complete() {
-        let cache = Resources::default();
+        let cache = Resources::new(&Names::default());
         cache.apply(watcher::Event::<PartialObjectMeta<Secret>>::Init);
         for (name, rv) in [("same", "1"), ("moved", "2"), ("gone", "3")] {
             cache.apply(watcher::Event::InitApply(secret("a", name, rv, &[])));
@@ -400,7 +410,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_first_list_touches_nothing_and_makes_the_cache_ready() {
-        let cache = Resources::default();
+        let cache = Resources::new(&Names::default());
         cache.apply(watcher::Event::<PartialObjectMeta<Secret>>::Init);
         cache.apply(watcher::Event::InitApply(secret("a", "db", "1", &[])));
         cache.apply(watcher::Event::InitApply(secret("b", "db", "1", &[])));
@@ -412,7 +422,7 @@ mod tests {
 
     #[test]
     fn a_delete_removes_the_object_and_reports_it() {
-        let cache = Resources::default();
+        let cache = Resources::new(&Names::default());
         cache.apply(watcher::Event::Apply(secret("a", "db", "1", &[])));
         cache.apply(watcher::Event::Apply(secret("a", "api", "2", &[])));
         let touched = cache.apply(watcher::Event::Delete(secret("a", "db", "3", &[])));
@@ -421,5 +431,28 @@ mod tests {
         cache.apply(watcher::Event::Delete(secret("a", "api", "4", &[])));
         assert!(cache.objects.read().unwrap().is_empty());
         assert!(cache.names_where("a", |_, _| true).is_empty());
+    }
+
+    #[test]
+    fn keeps_the_renamed_ignore_and_match_annotations() {
+        let names = Names {
+            ignore: "example.com/ignore".into(),
+            matches: "example.com/match".into(),
+            ..Names::default()
+        };
+        let cache = Resources::new(&names);
+        let mut s = secret("a", "db", "1", &[]);
+        s.metadata.annotations.get_or_insert_default().extend([
+            ("example.com/ignore".to_owned(), "true".to_owned()),
+            ("example.com/match".to_owned(), "true".to_owned()),
+        ]);
+        cache.apply(watcher::Event::Apply(s));
+        let kept: Vec<_> = cache
+            .get("a", "db")
+            .unwrap()
+            .annotations
+            .into_keys()
+            .collect();
+        assert_eq!(kept, vec!["example.com/ignore", "example.com/match"]);
     }
 }

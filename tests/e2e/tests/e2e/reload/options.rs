@@ -21,12 +21,23 @@ async fn create_deployment(
     name: &str,
     annotations: serde_json::Value,
 ) {
+    create_deployment_using(client, ns, name, "db", annotations).await;
+}
+
+/// A Deployment `name` (0 replicas) whose container takes its environment from `secret`.
+async fn create_deployment_using(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    secret: &str,
+    annotations: serde_json::Value,
+) {
     let deployment: Deployment = serde_json::from_value(json!({
         "metadata": { "name": name, "annotations": annotations },
         "spec": {
             "replicas": 0,
             "selector": { "matchLabels": { "app": name } },
-            "template": pod_template(name, "db", "Always")
+            "template": pod_template(name, secret, "Always")
         }
     }))
     .expect("deployment");
@@ -118,6 +129,61 @@ async fn auto_reload_all_rolls_workloads_that_say_nothing_and_not_those_that_say
             "{name}: a baseline only where it is auto"
         );
     }
+    lockstep.stop().await;
+}
+
+#[tokio::test]
+async fn renamed_annotations_are_honoured_and_the_default_names_no_longer_are() {
+    let client = test_env().admin_client().await;
+    let ns = TestNamespace::create(&client, "renamed").await;
+    let n = ns.name();
+    set_secret(&client, n, "db", "v0").await;
+    set_secret(&client, n, "quiet", "v0").await;
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), n)
+        .patch(
+            "quiet",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({ "metadata": { "annotations": { "e2e.lockstep.dev/ignore": "true" } } }),
+            ),
+        )
+        .await
+        .expect("annotate");
+    let renamed = json!({ "e2e.lockstep.dev/auto": "true" });
+    create_deployment(&client, n, "renamed", renamed.clone()).await;
+    create_deployment(
+        &client,
+        n,
+        "default",
+        json!({ "reloader.stakater.com/auto": "true" }),
+    )
+    .await;
+    create_deployment_using(&client, n, "quiet-user", "quiet", renamed).await;
+    let mut config = reload_config(n);
+    config.reload.names.auto = "e2e.lockstep.dev/auto".into();
+    config.reload.names.ignore = "e2e.lockstep.dev/ignore".into();
+    let lockstep = Lockstep::start_with(client.clone(), config);
+    let deployments = Api::<Deployment>::namespaced(client.clone(), n);
+    let before = baseline(&deployments, "renamed").await;
+
+    set_secret(&client, n, "db", "v1").await;
+    set_secret(&client, n, "quiet", "v1").await;
+    new_baseline(&deployments, "renamed", &before).await;
+    eventually("the renamed auto rolls", TIMEOUT, || async {
+        (replica_sets(&client, n, "renamed").await == 2).then_some(())
+    })
+    .await;
+    stays(
+        "Reloader's default name is not read; the renamed ignore holds",
+        (1, 1),
+        || async {
+            (
+                replica_sets(&client, n, "default").await,
+                replica_sets(&client, n, "quiet-user").await,
+            )
+        },
+    )
+    .await;
     lockstep.stop().await;
 }
 
