@@ -122,6 +122,12 @@ struct AnnotationNames {
     /// Name of the `ignore` annotation (on Secrets/ConfigMaps).
     #[arg(long, default_value = reloader::IGNORE)]
     ignore_annotation: String,
+    /// Name of the Secret exclude-list annotation.
+    #[arg(long, default_value = reloader::SECRETS_EXCLUDE)]
+    secret_exclude_annotation: String,
+    /// Name of the ConfigMap exclude-list annotation.
+    #[arg(long, default_value = reloader::CONFIGMAPS_EXCLUDE)]
+    configmap_exclude_annotation: String,
     /// Name of the Deployment `pause-period` annotation.
     #[arg(long, default_value = reloader::PAUSE_PERIOD)]
     pause_deployment_annotation: String,
@@ -141,6 +147,8 @@ impl From<AnnotationNames> for lockstep_controller::reload::names::Names {
             secret_reload: a.secret_annotation,
             configmap_reload: a.configmap_annotation,
             ignore: a.ignore_annotation,
+            secret_exclude: a.secret_exclude_annotation,
+            configmap_exclude: a.configmap_exclude_annotation,
             pause_period: a.pause_deployment_annotation,
             paused_at: a.pause_deployment_time_annotation,
         }
@@ -361,6 +369,8 @@ mod tests {
             ("--secret-annotation", "a/secret"),
             ("--configmap-annotation", "a/configmap"),
             ("--ignore-annotation", "a/ignore"),
+            ("--secret-exclude-annotation", "a/secret-exclude"),
+            ("--configmap-exclude-annotation", "a/configmap-exclude"),
             ("--pause-deployment-annotation", "a/pause"),
             ("--pause-deployment-time-annotation", "a/paused-at"),
         ];
@@ -376,6 +386,8 @@ mod tests {
                 n.secret_reload,
                 n.configmap_reload,
                 n.ignore,
+                n.secret_exclude,
+                n.configmap_exclude,
                 n.pause_period,
                 n.paused_at,
             ],

@@ -195,13 +195,20 @@ fn now() -> i64 {
 async fn reconcile<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Action, Error> {
     // Work due on the workload itself (a Deployment paused for a reload is resumed on time),
     // then the reload proper.
-    let due = K::maintain(
+    let due = match K::maintain(
         &shared.ctx.client,
         obj.as_ref(),
         now(),
         &shared.ctx.config.reload.names,
     )
-    .await?;
+    .await
+    {
+        // The workload changed since it was read: decided again from its new version.
+        Err(Error::Kube(kube::Error::Api(status))) if status.code == 409 => {
+            return Ok(Action::requeue(Duration::from_secs(1)));
+        }
+        due => due?,
+    };
     let action = reload(obj, shared).await?;
     Ok(due.map_or(action, Action::requeue))
 }
@@ -223,6 +230,10 @@ async fn reload<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Action,
     }
     let ns = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
+    // Whether the caches, as they are now, hold the namespace's objects: a namespace selected
+    // a moment ago is not covered until its objects are listed, and a decision made without
+    // them must not be written (it would record them absent).
+    let covered = shared.secrets.covers(&ns) && shared.config_maps.covers(&ns);
     let wkey: WorkloadKey = (K::KIND, ns.clone(), name.clone());
     let config = &shared.ctx.config.reload;
     let Some(template) = obj.template() else {
@@ -361,19 +372,27 @@ async fn reload<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Action,
         return Ok(Action::await_change());
     };
     // Outside the namespace selection, workloads are indexed (so a namespace selected later is
-    // acted on at once) but never written.
-    if !scope::selected(shared.selection.as_ref(), &ns) {
+    // acted on at once, when the list that covers it completes) but never written.
+    if !covered || !scope::selected(shared.selection.as_ref(), &ns) {
         shared.ctx.metrics.reload.skipped("ignored_or_not_selected");
         return Ok(Action::await_change());
     }
-    if !plan.rolled.is_empty()
-        && let Some(wait) = shared.rollouts.take(&ns, Instant::now())
-    {
-        tracing::warn!(kind = K::KIND, namespace = %ns, name = %name, wait_ms = wait.as_millis(), "rollout rate limit reached in the namespace; the rollout waits");
-        shared.ctx.metrics.reload_rate_limited();
-        shared.ctx.metrics.reload.skipped("rate_limited");
-        return Ok(Action::requeue(wait));
-    }
+    // A rollout takes a slot of the namespace's rate limit, given back if nothing rolls (a
+    // refused or conflicting write, a suspended CronJob), so failures do not starve the
+    // namespace's other rollouts.
+    let slot = if plan.rolled.is_empty() {
+        None
+    } else {
+        match shared.rollouts.take(&ns, Instant::now()) {
+            Ok(slot) => Some(slot),
+            Err(wait) => {
+                tracing::warn!(kind = K::KIND, namespace = %ns, name = %name, wait_ms = wait.as_millis(), "rollout rate limit reached in the namespace; the rollout waits");
+                shared.ctx.metrics.reload_rate_limited();
+                shared.ctx.metrics.reload.skipped("rate_limited");
+                return Ok(Action::requeue(wait));
+            }
+        }
+    };
     let change = Change {
         patch: &body,
         rolls: !plan.rolled.is_empty(),
@@ -381,6 +400,11 @@ async fn reload<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Action,
         names: &config.names,
     };
     let result = K::apply(&shared.ctx.client, obj.as_ref(), change).await;
+    if let Some(slot) = slot
+        && !matches!(result, Ok(Applied::Rolled | Applied::Recorded))
+    {
+        shared.rollouts.give_back(&ns, slot);
+    }
     // Someone else (another Lockstep replica, kube-controller-manager's status write, any
     // writer) changed the workload after it was read: not a failure; it is decided again from
     // its new version.

@@ -143,7 +143,7 @@ pub fn decide(input: &Input<'_>, options: &Options) -> Decision {
     if get(input.resource, &names.ignore) == Some("true") {
         return Decision::No;
     }
-    if let Some(excluded) = get(input.workload, input.kind.exclude_annotation())
+    if let Some(excluded) = get(input.workload, names.exclude_of(input.kind))
         && excluded.split(',').any(|e| e.trim() == input.name)
     {
         return Decision::No;
@@ -366,6 +366,7 @@ mod tests {
             secret_reload: "example.com/secrets".into(),
             configmap_reload: "example.com/configmaps".into(),
             ignore: "example.com/ignore".into(),
+            secret_exclude: "example.com/secrets-exclude".into(),
             ..Names::default()
         };
         let o = Options {
@@ -442,6 +443,14 @@ mod tests {
                 &yes(reloader::IGNORE),
                 &o
             ),
+            Decision::Auto
+        );
+        let excluded = |k: &str| a(&[("example.com/auto", "true"), (k, "x")]);
+        let exclude = excluded("example.com/secrets-exclude");
+        assert_eq!(run(&exclude, &none, S, "x", &none, &o), Decision::No);
+        let default_exclude = excluded(reloader::SECRETS_EXCLUDE);
+        assert_eq!(
+            run(&default_exclude, &none, S, "x", &none, &o),
             Decision::Auto
         );
     }

@@ -1,5 +1,6 @@
 //! The names of Reloader's annotations, which Reloader lets a cluster rename with its flags
-//! (`--auto-annotation`, `--secret-annotation`, ... `--pause-deployment-time-annotation`):
+//! (`--auto-annotation`, `--secret-annotation`, `--secret-exclude-annotation`, ...
+//! `--pause-deployment-time-annotation`):
 //! a cluster that renamed them keeps its workloads' annotations when Lockstep takes over.
 
 use lockstep_api::reloader::{self, ResourceKind};
@@ -23,6 +24,10 @@ pub struct Names {
     pub configmap_reload: String,
     /// `--ignore-annotation` (`reloader.stakater.com/ignore`), on the resource.
     pub ignore: String,
+    /// `--secret-exclude-annotation` (`secrets.exclude.reloader.stakater.com/reload`).
+    pub secret_exclude: String,
+    /// `--configmap-exclude-annotation` (`configmaps.exclude.reloader.stakater.com/reload`).
+    pub configmap_exclude: String,
     /// `--pause-deployment-annotation` (`deployment.reloader.stakater.com/pause-period`).
     pub pause_period: String,
     /// `--pause-deployment-time-annotation` (`deployment.reloader.stakater.com/paused-at`).
@@ -40,6 +45,8 @@ impl Default for Names {
             secret_reload: reloader::SECRET_RELOAD.to_owned(),
             configmap_reload: reloader::CONFIGMAP_RELOAD.to_owned(),
             ignore: reloader::IGNORE.to_owned(),
+            secret_exclude: reloader::SECRETS_EXCLUDE.to_owned(),
+            configmap_exclude: reloader::CONFIGMAPS_EXCLUDE.to_owned(),
             pause_period: reloader::PAUSE_PERIOD.to_owned(),
             paused_at: reloader::PAUSED_AT.to_owned(),
         }
@@ -52,6 +59,14 @@ impl Names {
         match kind {
             ResourceKind::Secret => &self.secret_auto,
             ResourceKind::ConfigMap => &self.configmap_auto,
+        }
+    }
+
+    /// The exclude-list annotation of `kind`.
+    pub fn exclude_of(&self, kind: ResourceKind) -> &str {
+        match kind {
+            ResourceKind::Secret => &self.secret_exclude,
+            ResourceKind::ConfigMap => &self.configmap_exclude,
         }
     }
 

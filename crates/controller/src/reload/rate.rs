@@ -24,9 +24,9 @@ impl RolloutLimit {
         }
     }
 
-    /// Takes a rollout slot in `namespace` at `now`: `None` when one is free (and now taken),
+    /// Takes a rollout slot in `namespace` at `now`: the slot when one is free (and now taken),
     /// else how long until one frees up.
-    pub fn take(&self, namespace: &str, now: Instant) -> Option<Duration> {
+    pub fn take(&self, namespace: &str, now: Instant) -> Result<Instant, Duration> {
         let mut all = self.recent.lock().expect("rollout limit lock");
         let recent = all.entry(namespace.to_owned()).or_default();
         while recent
@@ -37,13 +37,21 @@ impl RolloutLimit {
         }
         if recent.len() < self.per_minute {
             recent.push_back(now);
-            return None;
+            return Ok(now);
         }
         let oldest = *recent.front().expect("a full window is not empty");
-        Some(
-            WINDOW.saturating_sub(now.saturating_duration_since(oldest))
-                + Duration::from_millis(50),
-        )
+        Err(WINDOW.saturating_sub(now.saturating_duration_since(oldest))
+            + Duration::from_millis(50))
+    }
+
+    /// Gives back a slot [`RolloutLimit::take`] gave, for a rollout that did not happen.
+    pub fn give_back(&self, namespace: &str, slot: Instant) {
+        let mut all = self.recent.lock().expect("rollout limit lock");
+        if let Some(recent) = all.get_mut(namespace)
+            && let Some(i) = recent.iter().position(|t| *t == slot)
+        {
+            recent.remove(i);
+        }
     }
 }
 
@@ -55,19 +63,28 @@ mod tests {
     fn each_namespace_has_its_own_window() {
         let limit = RolloutLimit::new(2);
         let t0 = Instant::now();
-        assert_eq!(limit.take("a", t0), None);
-        assert_eq!(limit.take("a", t0 + Duration::from_secs(10)), None);
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert!(limit.take("a", t0).is_ok());
+        assert!(limit.take("a", at(10)).is_ok());
         // a is full until its first rollout is a minute old; b is not limited by a.
-        let wait = limit
-            .take("a", t0 + Duration::from_secs(20))
-            .expect("a is full");
+        let wait = limit.take("a", at(20)).expect_err("a is full");
         assert_eq!(wait, Duration::from_secs(40) + Duration::from_millis(50));
-        assert_eq!(limit.take("b", t0 + Duration::from_secs(20)), None);
-        assert_eq!(limit.take("b", t0 + Duration::from_secs(21)), None);
-        assert!(limit.take("b", t0 + Duration::from_secs(22)).is_some());
+        assert!(limit.take("b", at(20)).is_ok());
+        assert!(limit.take("b", at(21)).is_ok());
+        assert!(limit.take("b", at(22)).is_err());
         // A refused attempt takes no slot: a frees up at t0 + 60 s.
-        assert_eq!(limit.take("a", t0 + Duration::from_secs(60)), None);
-        assert!(limit.take("a", t0 + Duration::from_secs(61)).is_some());
-        assert_eq!(limit.take("a", t0 + Duration::from_secs(70)), None);
+        assert!(limit.take("a", at(60)).is_ok());
+        assert!(limit.take("a", at(61)).is_err());
+        assert!(limit.take("a", at(70)).is_ok());
+    }
+
+    #[test]
+    fn a_slot_given_back_is_free_again() {
+        let limit = RolloutLimit::new(1);
+        let t0 = Instant::now();
+        let slot = limit.take("a", t0).expect("free");
+        assert!(limit.take("a", t0 + Duration::from_secs(1)).is_err());
+        limit.give_back("a", slot);
+        assert!(limit.take("a", t0 + Duration::from_secs(2)).is_ok());
     }
 }

@@ -15,6 +15,7 @@ use kube::runtime::watcher;
 use tokio::sync::watch;
 
 use super::names::Names;
+use super::scope::Covered;
 use super::uds::{self, Map};
 
 /// The labels of a Secret/ConfigMap that any decision reads.
@@ -82,6 +83,8 @@ pub struct Resources {
     listing: watch::Sender<bool>,
     /// The annotations kept of each object.
     kept_annotations: Vec<String>,
+    /// The namespaces the last complete list covered.
+    covered: RwLock<Covered>,
 }
 
 impl Resources {
@@ -92,6 +95,7 @@ impl Resources {
             relist: RwLock::default(),
             ready: watch::channel(false).0,
             listing: watch::channel(false).0,
+            covered: RwLock::new(None),
             kept_annotations: vec![
                 names.ignore.clone(),
                 names.matches.clone(),
@@ -155,6 +159,16 @@ impl Resources {
         *self.listing.borrow()
     }
 
+    /// Whether the cache's last complete list covered `namespace` (all namespaces when there
+    /// is no namespace selection): if not, the cache may lack its objects.
+    pub fn covers(&self, namespace: &str) -> bool {
+        self.covered
+            .read()
+            .expect("resource cache lock")
+            .as_ref()
+            .is_none_or(|set| set.contains(namespace))
+    }
+
     /// Completes when no (re)list is being received.
     pub async fn wait_until_listed(&self) {
         let _ = self.listing.subscribe().wait_for(|listing| !*listing).await;
@@ -164,7 +178,10 @@ impl Resources {
     /// reflector's `touched_objects` does. A relist touches nothing until it is complete; then
     /// it touches what differs from the cache it replaces, deletions included, so a change made
     /// while the watch was down is acted on. The first list touches nothing.
-    pub fn apply<K>(&self, event: watcher::Event<PartialObjectMeta<K>>) -> Vec<Touched> {
+    pub fn apply<K>(
+        &self,
+        (event, covered): (watcher::Event<PartialObjectMeta<K>>, Covered),
+    ) -> Vec<Touched> {
         let key = |meta: &ObjectMeta| {
             (
                 meta.namespace.clone().unwrap_or_default(),
@@ -200,6 +217,7 @@ impl Resources {
                     Vec::new()
                 };
                 *objects = listed;
+                *self.covered.write().expect("resource cache lock") = covered;
                 drop(objects);
                 drop(relist);
                 self.ready.send_replace(true);
@@ -285,12 +303,18 @@ fn differences(cached: &Objects, listed: &Objects) -> Vec<Touched> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::time::Duration;
 
     use k8s_openapi::api::core::v1::Secret;
     use lockstep_api::reloader;
 
     use super::*;
+
+    /// Applies `event` of a watch of all namespaces.
+    fn watched<K>(cache: &Resources, event: watcher::Event<PartialObjectMeta<K>>) -> Vec<Touched> {
+        cache.apply((event, None))
+    }
 
     fn secret(
         ns: &str,
@@ -332,12 +356,15 @@ mod tests {
     #[test]
     fn keeps_the_resource_version_and_only_the_labels_and_annotations_decisions_read() {
         let cache = Resources::new(&Names::default());
-        cache.apply(watcher::Event::Apply(secret(
-            "a",
-            "db",
-            "7",
-            &[(uds::POD_RELOAD, "true"), ("app", "db")],
-        )));
+        watched(
+            &cache,
+            watcher::Event::Apply(secret(
+                "a",
+                "db",
+                "7",
+                &[(uds::POD_RELOAD, "true"), ("app", "db")],
+            )),
+        );
         let meta = cache.get("a", "db").expect("cached");
         assert_eq!(meta.resource_version, "7");
         assert_eq!(
@@ -363,20 +390,25 @@ mod tests {
     #[tokio::test]
     async fn a_relist_touches_only_what_changed_and_only_once_complete() {
         let cache = Resources::new(&Names::default());
-        cache.apply(watcher::Event::<PartialObjectMeta<Secret>>::Init);
+        watched(&cache, watcher::Event::<PartialObjectMeta<Secret>>::Init);
         for (name, rv) in [("same", "1"), ("moved", "2"), ("gone", "3")] {
-            cache.apply(watcher::Event::InitApply(secret("a", name, rv, &[])));
+            watched(
+                &cache,
+                watcher::Event::InitApply(secret("a", name, rv, &[])),
+            );
         }
-        cache.apply(watcher::Event::<PartialObjectMeta<Secret>>::InitDone);
+        watched(
+            &cache,
+            watcher::Event::<PartialObjectMeta<Secret>>::InitDone,
+        );
         assert!(!cache.listing());
         // A relist after the watch was down: `moved` changed, `gone` was deleted, `new` created.
-        assert!(
-            cache
-                .apply(watcher::Event::<PartialObjectMeta<Secret>>::Init)
-                .is_empty()
-        );
+        assert!(watched(&cache, watcher::Event::<PartialObjectMeta<Secret>>::Init).is_empty());
         for (name, rv) in [("same", "1"), ("moved", "5"), ("new", "6")] {
-            let touched = cache.apply(watcher::Event::InitApply(secret("a", name, rv, &[])));
+            let touched = watched(
+                &cache,
+                watcher::Event::InitApply(secret("a", name, rv, &[])),
+            );
             assert!(
                 touched.is_empty(),
                 "nothing is touched before the list is complete"
@@ -389,7 +421,10 @@ mod tests {
         assert_eq!(cache.get("a", "moved").unwrap().resource_version, "2");
         assert!(cache.get("a", "gone").is_some());
         assert!(cache.get("a", "new").is_none());
-        let touched = cache.apply(watcher::Event::<PartialObjectMeta<Secret>>::InitDone);
+        let touched = watched(
+            &cache,
+            watcher::Event::<PartialObjectMeta<Secret>>::InitDone,
+        );
         assert_eq!(
             names(&touched),
             vec![
@@ -411,10 +446,19 @@ mod tests {
     #[tokio::test]
     async fn the_first_list_touches_nothing_and_makes_the_cache_ready() {
         let cache = Resources::new(&Names::default());
-        cache.apply(watcher::Event::<PartialObjectMeta<Secret>>::Init);
-        cache.apply(watcher::Event::InitApply(secret("a", "db", "1", &[])));
-        cache.apply(watcher::Event::InitApply(secret("b", "db", "1", &[])));
-        let touched = cache.apply(watcher::Event::<PartialObjectMeta<Secret>>::InitDone);
+        watched(&cache, watcher::Event::<PartialObjectMeta<Secret>>::Init);
+        watched(
+            &cache,
+            watcher::Event::InitApply(secret("a", "db", "1", &[])),
+        );
+        watched(
+            &cache,
+            watcher::Event::InitApply(secret("b", "db", "1", &[])),
+        );
+        let touched = watched(
+            &cache,
+            watcher::Event::<PartialObjectMeta<Secret>>::InitDone,
+        );
         assert!(touched.is_empty());
         cache.wait_until_ready().await;
         assert_eq!(cache.names("b"), vec!["db".to_owned()]);
@@ -423,12 +467,12 @@ mod tests {
     #[test]
     fn a_delete_removes_the_object_and_reports_it() {
         let cache = Resources::new(&Names::default());
-        cache.apply(watcher::Event::Apply(secret("a", "db", "1", &[])));
-        cache.apply(watcher::Event::Apply(secret("a", "api", "2", &[])));
-        let touched = cache.apply(watcher::Event::Delete(secret("a", "db", "3", &[])));
+        watched(&cache, watcher::Event::Apply(secret("a", "db", "1", &[])));
+        watched(&cache, watcher::Event::Apply(secret("a", "api", "2", &[])));
+        let touched = watched(&cache, watcher::Event::Delete(secret("a", "db", "3", &[])));
         assert_eq!(names(&touched), vec![("db".into(), true)]);
         assert_eq!(cache.names("a"), vec!["api".to_owned()]);
-        cache.apply(watcher::Event::Delete(secret("a", "api", "4", &[])));
+        watched(&cache, watcher::Event::Delete(secret("a", "api", "4", &[])));
         assert!(cache.objects.read().unwrap().is_empty());
         assert!(cache.names_where("a", |_, _| true).is_empty());
     }
@@ -446,7 +490,7 @@ mod tests {
             ("example.com/ignore".to_owned(), "true".to_owned()),
             ("example.com/match".to_owned(), "true".to_owned()),
         ]);
-        cache.apply(watcher::Event::Apply(s));
+        watched(&cache, watcher::Event::Apply(s));
         let kept: Vec<_> = cache
             .get("a", "db")
             .unwrap()
@@ -454,5 +498,37 @@ mod tests {
             .into_keys()
             .collect();
         assert_eq!(kept, vec!["example.com/ignore", "example.com/match"]);
+    }
+
+    #[test]
+    fn covers_the_namespaces_of_its_last_complete_list() {
+        let cache = Resources::new(&Names::default());
+        let only_a: Covered = Some(Arc::new(["a".to_owned()].into()));
+        let a_and_b: Covered = Some(Arc::new(["a".to_owned(), "b".to_owned()].into()));
+        assert!(cache.covers("b"), "no selection: every namespace");
+        cache.apply((
+            watcher::Event::<PartialObjectMeta<Secret>>::Init,
+            only_a.clone(),
+        ));
+        cache.apply((
+            watcher::Event::<PartialObjectMeta<Secret>>::InitDone,
+            only_a,
+        ));
+        assert!(cache.covers("a") && !cache.covers("b"));
+        // b is selected: not covered until the list that includes it is complete.
+        cache.apply((
+            watcher::Event::<PartialObjectMeta<Secret>>::Init,
+            a_and_b.clone(),
+        ));
+        cache.apply((
+            watcher::Event::InitApply(secret("b", "db", "1", &[])),
+            a_and_b.clone(),
+        ));
+        assert!(!cache.covers("b"));
+        cache.apply((
+            watcher::Event::<PartialObjectMeta<Secret>>::InitDone,
+            a_and_b,
+        ));
+        assert!(cache.covers("b"));
     }
 }

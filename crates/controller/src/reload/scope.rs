@@ -26,6 +26,12 @@ use super::ReloadConfig;
 /// The namespaces the selector selects, `None` until they are first known.
 pub type Selection = watch::Receiver<Option<Arc<HashSet<String>>>>;
 
+/// The namespaces a watch covers: `None` for all of them.
+pub type Covered = Option<Arc<HashSet<String>>>;
+
+/// A metadata watch event, with the namespaces its watch covers.
+pub type CoveredEvent<K> = (watcher::Event<PartialObjectMeta<K>>, Covered);
+
 /// Objects per list page of the Secret and ConfigMap metadata watches.
 const RESOURCE_PAGE_SIZE: u32 = 500;
 /// Objects per list page of the workload watches: a workload is whole (pod template, and
@@ -116,12 +122,14 @@ pub fn follow_selection(
 }
 
 /// A metadata-only watch of `K` (an `Api` of `PartialObjectMeta`: the apiserver sends no
-/// data), limited to the selected namespaces when there is a selection.
+/// data), limited to the selected namespaces when there is a selection. Each event comes with
+/// the namespaces its watch covers, so a cache knows which namespaces its last complete list
+/// holds.
 pub fn metadata_events<K>(
     api: Api<PartialObjectMeta<K>>,
     config: watcher::Config,
     selection: Option<Selection>,
-) -> BoxStream<'static, Result<watcher::Event<PartialObjectMeta<K>>, watcher::Error>>
+) -> BoxStream<'static, Result<CoveredEvent<K>, watcher::Error>>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -132,7 +140,10 @@ where
         + 'static,
 {
     let Some(selection) = selection else {
-        return watcher(api, config).default_backoff().boxed();
+        return watcher(api, config)
+            .default_backoff()
+            .map_ok(|event| (event, None))
+            .boxed();
     };
     futures::stream::unfold(selection, move |mut selection| {
         let api = api.clone();
@@ -152,9 +163,11 @@ where
                     future::pending::<()>().await;
                 }
             };
+            let covered = selected.clone();
             let events = watcher(api, config)
                 .default_backoff()
                 .try_filter(move |event| future::ready(in_selection(event, &selected)))
+                .map_ok(move |event| (event, Some(covered.clone())))
                 .take_until(changed);
             Some((events, selection))
         }

@@ -277,7 +277,11 @@ async fn a_refused_rollout_is_a_reload_fail_that_loses_nothing_and_is_retried() 
         json!({ "reloader.stakater.com/auto": "true" }),
     )
     .await;
-    let lockstep = Lockstep::start_with(client.clone(), reload_config(n));
+    // One rollout a minute: a refused rollout must give its slot back, or the rollout after
+    // the refusal is lifted would wait for the minute to pass.
+    let mut config = reload_config(n);
+    config.reload.max_rollouts_per_namespace_per_minute = 1;
+    let lockstep = Lockstep::start_with(client.clone(), config);
     let deployments = Api::<Deployment>::namespaced(client.clone(), n);
     let before = baseline(&deployments, "web").await;
 
@@ -313,10 +317,16 @@ async fn a_refused_rollout_is_a_reload_fail_that_loses_nothing_and_is_retried() 
     assert_eq!(baseline(&deployments, "web").await, before);
 
     unfreeze(&client, &policy).await;
+    let lifted = std::time::Instant::now();
     eventually("the retried rollout", TIMEOUT, || async {
         (replica_sets(&client, n, "web").await == 2).then_some(())
     })
     .await;
+    assert!(
+        lifted.elapsed() < std::time::Duration::from_secs(20),
+        "the refused rollouts took no slot of the rate limit: rolled {:?} after the refusal was lifted",
+        lifted.elapsed()
+    );
     new_baseline(&deployments, "web", &before).await;
     stays("one rollout for the one change", 2, || {
         replica_sets(&client, n, "web")
