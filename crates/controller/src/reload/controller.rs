@@ -84,6 +84,19 @@ impl Index {
         }
     }
 
+    /// Drops the workloads of `kind` that `exists` says are gone.
+    fn retain(&mut self, kind: &str, exists: impl Fn(&WorkloadKey) -> bool) {
+        let gone: Vec<WorkloadKey> = self
+            .of
+            .keys()
+            .filter(|w| w.0 == kind && !exists(w))
+            .cloned()
+            .collect();
+        for w in gone {
+            self.remove(&w);
+        }
+    }
+
     fn users(&self, r: &ResourceKey) -> Vec<WorkloadKey> {
         let mut out: BTreeSet<WorkloadKey> = BTreeSet::new();
         out.extend(self.by_ref.get(r).into_iter().flatten().cloned());
@@ -577,13 +590,26 @@ async fn run_kind<K: Workload>(
     .modify(K::slim)
     .reflect(writer)
     .inspect_ok({
-        // A deleted workload leaves the index (the controller never reconciles what is gone).
+        // A deleted workload leaves the index (the controller never reconciles what is gone);
+        // after a relist, so do those deleted while the watch was down (the store, filled
+        // before this runs, no longer has them).
         let shared = shared.clone();
-        move |event| {
-            if let watcher::Event::Delete(w) = event {
+        let store = reader.clone();
+        move |event| match event {
+            watcher::Event::Delete(w) => {
                 let key = (K::KIND, w.namespace().unwrap_or_default(), w.name_any());
                 shared.index.lock().expect("index lock").remove(&key);
             }
+            watcher::Event::InitDone => {
+                shared
+                    .index
+                    .lock()
+                    .expect("index lock")
+                    .retain(K::KIND, |w| {
+                        store.get(&ObjectRef::new(&w.2).within(&w.1)).is_some()
+                    });
+            }
+            _ => {}
         }
     })
     .applied_objects();
@@ -783,4 +809,32 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         cm_events,
         futures::future::join_all(controllers),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_index_forgets_workloads_that_are_gone() {
+        let mut index = Index::default();
+        let secret = (ResourceKind::Secret, "a".to_owned(), "db".to_owned());
+        let web = ("Deployment", "a".to_owned(), "web".to_owned());
+        let api = ("Deployment", "a".to_owned(), "api".to_owned());
+        let job = ("Job", "a".to_owned(), "web".to_owned());
+        for w in [&web, &api, &job] {
+            index.set(
+                w.clone(),
+                vec![secret.clone()],
+                vec![ResourceKind::ConfigMap],
+            );
+        }
+        assert_eq!(index.users(&secret).len(), 3);
+        // Deployments listed again: `api` is gone; Jobs are another kind's business.
+        index.retain("Deployment", |w| w.2 == "web");
+        assert_eq!(index.users(&secret), vec![web.clone(), job.clone()]);
+        index.remove(&web);
+        index.remove(&job);
+        assert!(index.by_ref.is_empty() && index.named.is_empty() && index.of.is_empty());
+    }
 }
