@@ -86,30 +86,6 @@ impl ResourceKind {
             Self::ConfigMap => "configmap",
         }
     }
-
-    /// The typed auto annotation ([`SECRET_AUTO`] or [`CONFIGMAP_AUTO`]).
-    pub fn auto_annotation(self) -> &'static str {
-        match self {
-            Self::Secret => SECRET_AUTO,
-            Self::ConfigMap => CONFIGMAP_AUTO,
-        }
-    }
-
-    /// The named-reload annotation ([`SECRET_RELOAD`] or [`CONFIGMAP_RELOAD`]).
-    pub fn reload_annotation(self) -> &'static str {
-        match self {
-            Self::Secret => SECRET_RELOAD,
-            Self::ConfigMap => CONFIGMAP_RELOAD,
-        }
-    }
-
-    /// The exclude annotation ([`SECRETS_EXCLUDE`] or [`CONFIGMAPS_EXCLUDE`]).
-    pub fn exclude_annotation(self) -> &'static str {
-        match self {
-            Self::Secret => SECRETS_EXCLUDE,
-            Self::ConfigMap => CONFIGMAPS_EXCLUDE,
-        }
-    }
 }
 
 /// Reloader's env-var name for a resource: `STAKATER_<NAME>_<TYPE>`, where NAME is the resource
