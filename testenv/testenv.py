@@ -39,16 +39,21 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import node
+
 ROOT = Path(__file__).resolve().parent
 GO_KUBE = ROOT / "go" / "kube"
 GO_ETCD = ROOT / "go" / "etcd"
 AWS_PROXY = ROOT / "awsproxy.py"
+RELAY = ROOT / "relay.py"
+IMAGE_BUILD = ROOT.parent / "deploy" / "image" / "build.py"
 REQUIREMENTS = ROOT / "requirements.txt"
 
 CACHE = Path(os.environ.get("LOCKSTEP_CACHE", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lockstep"))
 TESTENV_CACHE = CACHE / "testenv"
 CURRENT_ENV = TESTENV_CACHE / "current.env"
 CURRENT_PID = TESTENV_CACHE / "current.pid"
+IMAGES = CACHE / "images"
 STATE_PREFIX = "lockstep-testenv-"
 
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -74,6 +79,15 @@ KCM_CONTROLLERS = [
     "root-ca-certificate-publisher-controller",
     "ttl-after-finished-controller",
 ]
+# With the node: Services get EndpointSlices (kube-proxy routes them), and the node-lifecycle
+# controller lifts the not-ready taint a new node is registered with.
+KCM_NODE_CONTROLLERS = [
+    "endpoints-controller",
+    "endpointslice-controller",
+    "node-lifecycle-controller",
+    "disruption-controller",
+]
+NODE_BINARIES = ["kube-scheduler", "kubelet", "kube-proxy"]
 
 COLD_BUILD_HINT = "a few minutes on 2 cores the first time"
 
@@ -158,6 +172,28 @@ def run_go_build(module_dir: Path, what: str, packages: list[str], ldflags: str,
     say(f"{what}: built in {int(time.monotonic() - start)}s")
 
 
+def kube_ldflags() -> str:
+    """The version stamp, so /version and the node report v1.33.x."""
+    minor = KUBE_VERSION.lstrip("v").split(".")[1]
+    version_pkg = "k8s.io/component-base/version"
+    return " ".join([
+        "-s", "-w",
+        f"-X {version_pkg}.gitVersion={KUBE_VERSION}",
+        f"-X {version_pkg}.gitMajor=1",
+        f"-X {version_pkg}.gitMinor={minor}",
+        f"-X {version_pkg}.gitTreeState=clean",
+        f"-X {version_pkg}.buildDate=1970-01-01T00:00:00Z",
+    ])
+
+
+def publish(staging: Path, target: Path) -> None:
+    """Publish a build atomically, so an interrupted build is never reused."""
+    if target.exists():
+        shutil.rmtree(staging)
+    else:
+        staging.rename(target)
+
+
 def build_binaries() -> Path:
     target = bin_dir()
     wanted = ["etcd", "kube-apiserver", "kube-controller-manager"]
@@ -167,29 +203,33 @@ def build_binaries() -> Path:
         fail("Go is not installed: the test environment builds kube-apiserver and etcd from their Go modules")
     staging = target.parent / f"bin.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
-    minor = KUBE_VERSION.lstrip("v").split(".")[1]
-    version_pkg = "k8s.io/component-base/version"
-    kube_ldflags = " ".join([
-        "-s", "-w",
-        f"-X {version_pkg}.gitVersion={KUBE_VERSION}",
-        f"-X {version_pkg}.gitMajor=1",
-        f"-X {version_pkg}.gitMinor={minor}",
-        f"-X {version_pkg}.gitTreeState=clean",
-        f"-X {version_pkg}.buildDate=1970-01-01T00:00:00Z",
-    ])
     run_go_build(
         GO_KUBE, f"kubernetes {KUBE_VERSION}",
         ["k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kube-controller-manager"],
-        kube_ldflags, staging,
+        kube_ldflags(), staging,
     )
     run_go_build(GO_ETCD, f"etcd {ETCD_VERSION}", ["."], "-s -w", staging / "etcd-build")
     (staging / "etcd-build" / "etcd").rename(staging / "etcd")
     shutil.rmtree(staging / "etcd-build")
-    # Publish atomically, so an interrupted build is never reused.
-    if target.exists():
-        shutil.rmtree(staging)
-    else:
-        staging.rename(target)
+    publish(staging, target)
+    return target
+
+
+def node_bin_dir() -> Path:
+    return TESTENV_CACHE / f"node-{KUBE_VERSION}" / "bin"
+
+
+def build_node_binaries() -> Path:
+    """kube-scheduler, kubelet and kube-proxy from the same Kubernetes module (most of their
+    packages are already in Go's build cache from the control plane's build)."""
+    target = node_bin_dir()
+    if all((target / b).exists() for b in NODE_BINARIES):
+        return target
+    staging = target.parent / f"bin.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    run_go_build(GO_KUBE, f"the node's kubernetes {KUBE_VERSION}",
+                 [f"k8s.io/kubernetes/cmd/{b}" for b in NODE_BINARIES], kube_ldflags(), staging)
+    publish(staging, target)
     return target
 
 
@@ -210,8 +250,26 @@ def install_venv() -> Path:
     return venv
 
 
-def build_all() -> tuple[Path, Path]:
-    return build_binaries(), install_venv()
+def build_test_images() -> None:
+    """The node's pause image and the test application image (cheap; built when missing)."""
+    for name in ("pause", "app"):
+        out = IMAGES / f"{name}.oci.tar"
+        if not out.exists():
+            IMAGES.mkdir(parents=True, exist_ok=True)
+            subprocess.run([sys.executable, str(IMAGE_BUILD), name, "--out", str(out)], check=True)
+
+
+def build_all(with_node: bool = True) -> tuple[Path, Path, Path | None]:
+    bins, venv = build_binaries(), install_venv()
+    if not with_node:
+        return bins, venv, None
+    reason = node.can_run()
+    if reason:
+        fail(f"{reason} (or start without the node: --no-node)")
+    node.ensure_packages(say, fail)
+    node_bins = build_node_binaries()
+    build_test_images()
+    return bins, venv, node_bins
 
 
 # --------------------------------------------------------------------------------------------
@@ -222,8 +280,10 @@ def openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
-def make_certs(d: Path) -> None:
-    """A CA, the apiserver's serving cert, an admin client cert and the service-account keys."""
+def make_certs(d: Path, net: "node.NodeNet | None" = None) -> None:
+    """A CA, the apiserver's serving cert, an admin client cert and the service-account keys;
+    with the node, also the kubelet's serving cert, and the addresses pods use in the SANs."""
+    pod_sans = f",IP:{net.host_ip},IP:{node.CLUSTER_IP}" if net else ""
     openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
             "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=lockstep-testenv-ca",
             cwd=d)
@@ -240,7 +300,8 @@ def make_certs(d: Path) -> None:
          "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
          "extendedKeyUsage=serverAuth\n"
          "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
-         "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n")
+         "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+         f"{pod_sans}\n")
     # A client certificate, so tests can use certificate authentication against the apiserver.
     leaf("client-admin", f"/O=system:masters/CN={ADMIN_USER}-cert",
          "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
@@ -249,7 +310,12 @@ def make_certs(d: Path) -> None:
     # egress or a VPC endpoint with a private certificate).
     leaf("awsproxy", "/CN=lockstep-testenv-awsproxy",
          "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
-         "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n")
+         "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost"
+         f"{f',IP:{net.host_ip}' if net else ''}\n")
+    if net:
+        leaf("kubelet", f"/CN={node.NODE_NAME}",
+             "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
+             f"extendedKeyUsage=serverAuth\nsubjectAltName=IP:{net.node_ip},DNS:{node.NODE_NAME}\n")
     openssl("genrsa", "-out", "sa.key", "2048", cwd=d)
     openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
 
@@ -293,14 +359,16 @@ def free_ports(n: int, pair: bool = False) -> list[int]:
 
 
 class Proc:
-    def __init__(self, name: str, argv: list[str], state: Path, env: dict[str, str] | None = None):
+    def __init__(self, name: str, argv: list[str], state: Path, env: dict[str, str] | None = None,
+                 cgroup: str | None = None):
         self.name = name
         self.log = state / "logs" / f"{name}.log"
         self.log.parent.mkdir(exist_ok=True)
         with open(self.log, "ab") as out:
             self.popen = subprocess.Popen(
                 argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, preexec_fn=_pdeathsig, env=env, cwd=state,
+                start_new_session=True, env=env, cwd=state,
+                preexec_fn=(lambda: (_pdeathsig(), node.join_cgroup(cgroup))) if cgroup else _pdeathsig,
             )
         with open(state / "pids", "a") as f:
             f.write(f"{self.popen.pid} {name}\n")
@@ -386,21 +454,27 @@ def kubeconfig(server: str, ca: Path, token: str, user: str) -> str:
 
 
 class Environment:
-    def __init__(self) -> None:
+    def __init__(self, with_node: bool = True) -> None:
         self.procs: list[Proc] = []
         self.state: Path | None = None
         self.vars: dict[str, str] = {}
+        self.with_node = with_node
+        self.net: node.NodeNet | None = None
 
     def start(self) -> dict[str, str]:
         clean_stale_states()
-        bins, venv = build_all()
+        bins, venv, node_bins = build_all(self.with_node)
         started = time.monotonic()
         base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
         self.state = Path(tempfile.mkdtemp(prefix=STATE_PREFIX, dir=base))
         (self.state / "supervisor.pid").write_text(f"{os.getpid()}\n")
         st = self.state
         say(f"starting servers on loopback (state in {st})")
-        make_certs(st)
+        if self.with_node:
+            # First, so that a cleanup after a crash finds the node's network namespace.
+            self.net = node.allocate(st, TESTENV_CACHE)
+        net = self.net
+        make_certs(st, net)
 
         etcd_client, etcd_peer, api_port, kcm_port, moto_port, moto_iam_port, proxy_port, proxy_tls_port = \
             free_ports(8)
@@ -435,6 +509,8 @@ class Environment:
             str(venv / "bin" / "bao"), "server", "-dev", "-dev-tls",
             f"-dev-tls-cert-dir={bao_tls}", f"-dev-listen-address=127.0.0.1:{bao_port}",
             f"-dev-root-token-id={bao_token}",
+            # Pods reach OpenBao through the relay on the node's veth.
+            *([f"-dev-tls-san={net.host_ip}"] if net else []),
         ], env={**os.environ, "HOME": str(bao_home)})
 
         wait_until("etcd", etcd, lambda: b'"health":"true"' in
@@ -449,8 +525,15 @@ class Environment:
         api = self._spawn("kube-apiserver", [
             str(bins / "kube-apiserver"),
             f"--etcd-servers=http://127.0.0.1:{etcd_client}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            "--bind-address=127.0.0.1",
             f"--secure-port={api_port}",
+            # With the node, the `kubernetes` Service leads to the relay on the node's veth
+            # (an endpoint may not be a loopback address); without it, it has no endpoint.
+            *([f"--advertise-address={net.host_ip}", "--endpoint-reconciler-type=lease",
+               f"--kubelet-client-certificate={st / 'client-admin.crt'}",
+               f"--kubelet-client-key={st / 'client-admin.key'}",
+               "--kubelet-preferred-address-types=InternalIP"]
+              if net else ["--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none"]),
             f"--cert-dir={st / 'apiserver-certs'}",
             f"--tls-cert-file={st / 'apiserver.crt'}", f"--tls-private-key-file={st / 'apiserver.key'}",
             f"--client-ca-file={st / 'ca.crt'}",
@@ -460,8 +543,7 @@ class Environment:
             f"--service-account-key-file={st / 'sa.pub'}",
             f"--service-account-signing-key-file={st / 'sa.key'}",
             f"--api-audiences={API_AUDIENCE}",
-            "--service-cluster-ip-range=10.96.0.0/24",
-            "--endpoint-reconciler-type=none",
+            f"--service-cluster-ip-range={node.SERVICE_CIDR}",
             "--allow-privileged=true",
             "--profiling=false",
             "--v=0",
@@ -481,7 +563,7 @@ class Environment:
             "--leader-elect=false",
             "--bind-address=127.0.0.1", f"--secure-port={kcm_port}",
             f"--cert-dir={st / 'kcm-certs'}",
-            f"--controllers={','.join(KCM_CONTROLLERS)}",
+            f"--controllers={','.join(KCM_CONTROLLERS + (KCM_NODE_CONTROLLERS if net else []))}",
             f"--root-ca-file={st / 'ca.crt'}",
             "--use-service-account-credentials=false",
             "--kube-api-qps=200", "--kube-api-burst=400",
@@ -491,6 +573,12 @@ class Environment:
         any_ctx = tls_context(None)
         wait_until("kube-controller-manager", kcm,
                    lambda: http(f"https://127.0.0.1:{kcm_port}/healthz", ctx=any_ctx)[0] == 200)
+
+        node_ready = None
+        if net is not None:
+            assert node_bins is not None
+            node_ready = self._start_node(net, node_bins, api_port, admin_token,
+                                          [api_port, bao_port, proxy_port, proxy_tls_port])
 
         # The identity OpenBao uses for TokenReviews, bound to system:auth-delegator.
         def kube(method: str, path: str, body: dict) -> dict:
@@ -548,6 +636,8 @@ class Environment:
         ])
         wait_until("the AWS proxy", proxy,
                    lambda: http(f"{proxy_url}/lockstep-admin/log")[0] == 200, timeout=30)
+        if node_ready is not None:
+            node_ready()
 
         self.vars = {
             "LOCKSTEP_TESTENV_DIR": str(st),
@@ -586,6 +676,16 @@ class Environment:
             "LOCKSTEP_VENV": str(venv),
             "LOCKSTEP_TESTENV_BIN": str(bins),
         }
+        if net is not None:
+            # What pods on the node use: the machine's side of the node's veth, where the relay
+            # serves the apiserver's, OpenBao's and the AWS proxy's ports.
+            self.vars.update({
+                "LOCKSTEP_NODE_NAME": node.NODE_NAME,
+                "LOCKSTEP_NODE_HOST_IP": net.host_ip,
+                "LOCKSTEP_NODE_BAO_ADDR": f"https://{net.host_ip}:{bao_port}",
+                "LOCKSTEP_NODE_AWS_ENDPOINT_URL": f"http://{net.host_ip}:{proxy_port}",
+                "LOCKSTEP_NODE_IMAGES": " ".join(sorted(p.name for p in IMAGES.glob("*.oci.tar"))),
+            })
         env_file = st / "env"
         env_file.write_text("".join(f"{k}={shell_quote(v)}\n" for k, v in self.vars.items()))
         self.vars["LOCKSTEP_TESTENV"] = str(env_file)
@@ -594,9 +694,111 @@ class Environment:
             f"{self.vars['AWS_ENDPOINT_URL']}")
         return self.vars
 
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
+    def _start_node(self, net: node.NodeNet, node_bins: Path, api_port: int, admin_token: str,
+                    relayed: list[int]):
+        """Starts the relay, kube-scheduler and the node (containerd, kubelet, kube-proxy);
+        returns a function that waits until the node is Ready and kube-proxy routes the
+        `kubernetes` Service."""
         assert self.state is not None
-        p = Proc(name, argv, self.state, env)
+        st = self.state
+        root = st / "node"
+        conf = root / "conf"
+        conf.mkdir(parents=True)
+        sched_port, kubelet_port, kubelet_healthz, proxy_metrics, proxy_healthz = free_ports(5)
+        node_server = f"https://{net.host_ip}:{api_port}"
+        (conf / "node.kubeconfig").write_text(
+            kubeconfig(node_server, st / "ca.crt", admin_token, ADMIN_USER))
+
+        self._spawn("relay", [sys.executable, str(RELAY), net.host_ip, *map(str, relayed)])
+        sched = self._spawn("kube-scheduler", [
+            str(node_bins / "kube-scheduler"), f"--kubeconfig={st / 'admin.kubeconfig'}",
+            "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={sched_port}",
+            f"--cert-dir={st / 'scheduler-certs'}", "--profiling=false",
+        ])
+
+        node.make_cgroups(net)
+        cgroup = f"{net.cgroup}/system"
+        mounts = " && ".join(f"mkdir -p {d} && mount -t tmpfs -o mode=0755,size=64m lockstep-node {d}"
+                             for d in node.PRIVATE_DIRS)
+        holder = self._spawn("node-holder", [
+            "unshare", "--mount", "--propagation", "private", "--",
+            "/bin/sh", "-c", f"{mounts} && echo mounted && exec sleep infinity",
+        ], cgroup=cgroup)
+        wait_until("the node's mount namespace", holder,
+                   lambda: "mounted" in holder.log.read_text(), timeout=10)
+
+        def enter(argv: list[str]) -> list[str]:
+            return ["nsenter", f"--mount=/proc/{holder.popen.pid}/ns/mnt",
+                    f"--net=/run/netns/{net.netns}", "--", *argv]
+
+        sock = root / "containerd.sock"
+        (conf / "containerd.toml").write_text(node.containerd_config(root))
+        (root / "cni" / "net.d").mkdir(parents=True)
+        (root / "cni" / "net.d" / "10-lockstep.conflist").write_text(node.cni_config(net, root))
+        ctrd = self._spawn("containerd", enter(
+            ["containerd", f"--config={conf / 'containerd.toml'}", f"--address={sock}"]),
+            cgroup=cgroup)
+
+        def ctr(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run(["ctr", f"--address={sock}", "-n", "k8s.io", *args],
+                                  capture_output=True, text=True)
+
+        wait_until("containerd", ctrd, lambda: ctr("version").returncode == 0, timeout=30)
+        for archive in sorted(IMAGES.glob("*.oci.tar")):
+            out = ctr("images", "import", str(archive))
+            if out.returncode != 0:
+                fail(f"importing {archive.name} into the node's containerd: {out.stderr[-600:]}")
+        images = ctr("images", "ls", "-q").stdout.split()
+        if node.PAUSE_IMAGE not in images:
+            fail(f"the pause image {node.PAUSE_IMAGE} is not in {IMAGES}; images: {images}")
+
+        resolv = conf / "resolv.conf"
+        resolv.write_text("# pods of the local node resolve no names\n")
+        (conf / "kubelet.json").write_text(node.kubelet_config(
+            net, root, st / "ca.crt", st / "kubelet.crt", st / "kubelet.key",
+            kubelet_port, kubelet_healthz, sock, resolv))
+        kubelet = self._spawn("kubelet", enter([
+            str(node_bins / "kubelet"), f"--config={conf / 'kubelet.json'}",
+            f"--kubeconfig={conf / 'node.kubeconfig'}", f"--root-dir={root / 'kubelet'}",
+            f"--hostname-override={node.NODE_NAME}", f"--node-ip={net.node_ip}",
+            f"--pod-infra-container-image={node.PAUSE_IMAGE}", "--v=0",
+        ]), cgroup=cgroup)
+        (conf / "kube-proxy.json").write_text(node.kube_proxy_config(
+            net, conf / "node.kubeconfig", proxy_metrics, proxy_healthz))
+        proxy = self._spawn("kube-proxy", enter([
+            str(node_bins / "kube-proxy"), f"--config={conf / 'kube-proxy.json'}", "--v=0",
+        ]), cgroup=cgroup)
+        ca_ctx = tls_context(st / "ca.crt")
+        server = f"https://127.0.0.1:{api_port}"
+
+        def node_is_ready() -> bool:
+            code, body = http(f"{server}/api/v1/nodes/{node.NODE_NAME}", ctx=ca_ctx,
+                              token=admin_token)
+            if code != 200:
+                return False
+            status = json.loads(body).get("status", {})
+            taints = json.loads(body).get("spec", {}).get("taints", [])
+            ready = any(c["type"] == "Ready" and c["status"] == "True"
+                        for c in status.get("conditions", []))
+            return ready and not taints
+
+        def routed() -> bool:
+            out = subprocess.run(["ip", "netns", "exec", net.netns, "iptables", "-t", "nat", "-S",
+                                  "KUBE-SERVICES"], capture_output=True, text=True).stdout
+            return f"-d {node.CLUSTER_IP}/32" in out
+
+        def wait() -> None:
+            wait_until("the node", kubelet, node_is_ready, timeout=90)
+            wait_until("kube-proxy's routes", proxy, routed, timeout=30)
+            sched.check_alive()
+            if node.read_sysctl("net/ipv4/ip_forward") != "0":
+                fail("IP forwarding was turned on on this machine while the node started")
+        return wait
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None,
+               cgroup: str | None = None) -> Proc:
+        assert self.state is not None
+        p = Proc(name, argv, self.state, env, cgroup)
         self.procs.append(p)
         return p
 
@@ -605,6 +807,7 @@ class Environment:
             p.stop()
         self.procs.clear()
         if self.state is not None:
+            node.teardown(self.state)
             shutil.rmtree(self.state, ignore_errors=True)
             self.state = None
 
@@ -666,6 +869,7 @@ def clean_stale_states() -> None:
                     os.killpg(int(line.split()[0]), signal.SIGKILL)
                 except (ProcessLookupError, ValueError, PermissionError):
                     pass
+            node.teardown(d)
             shutil.rmtree(d, ignore_errors=True)
 
 
@@ -681,10 +885,10 @@ def _raise_interrupted(signum, _frame):
     raise Interrupted(signum)
 
 
-def cmd_run(argv: list[str]) -> int:
+def cmd_run(argv: list[str], with_node: bool) -> int:
     if not argv:
         fail("usage: testenv.py run -- COMMAND [ARGS...]")
-    env = Environment()
+    env = Environment(with_node)
     child: subprocess.Popen | None = None
     signal.signal(signal.SIGTERM, _raise_interrupted)
     signal.signal(signal.SIGHUP, _raise_interrupted)
@@ -709,9 +913,9 @@ def cmd_run(argv: list[str]) -> int:
         say("stopped everything")
 
 
-def cmd_supervise() -> int:
+def cmd_supervise(with_node: bool) -> int:
     """The background side of `up`: start, publish the env file, wait for SIGTERM, stop."""
-    env = Environment()
+    env = Environment(with_node)
     signal.signal(signal.SIGTERM, _raise_interrupted)
     signal.signal(signal.SIGINT, _raise_interrupted)
     try:
@@ -742,16 +946,17 @@ def current_pid() -> int | None:
     return pid if pid_alive(pid) else None
 
 
-def cmd_up() -> int:
+def cmd_up(with_node: bool) -> int:
     if current_pid() is not None and CURRENT_ENV.exists():
         say(f"already running; env file: {CURRENT_ENV}")
         return 0
-    build_all()  # in the foreground, so its progress is visible
+    build_all(with_node)  # in the foreground, so its progress is visible
     TESTENV_CACHE.mkdir(parents=True, exist_ok=True)
     CURRENT_ENV.unlink(missing_ok=True)
     log = TESTENV_CACHE / "supervisor.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, __file__, "supervise"], stdout=out,
+        proc = subprocess.Popen([sys.executable, __file__, *([] if with_node else ["--no-node"]),
+                                 "supervise"], stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
     CURRENT_PID.write_text(f"{proc.pid}\n")
@@ -795,23 +1000,28 @@ def cmd_status() -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--no-node", action="store_true",
+                        help="without the node (kube-scheduler, kubelet, kube-proxy, containerd): "
+                             "pods stay Pending")
     parser.add_argument("command", choices=["build", "run", "up", "down", "status", "supervise"])
     parser.add_argument("args", nargs=argparse.REMAINDER)
     ns = parser.parse_args()
     rest = ns.args[1:] if ns.args[:1] == ["--"] else ns.args
+    with_node = not ns.no_node
     if ns.command == "build":
-        bins, venv = build_all()
-        say(f"binaries in {bins}; virtualenv in {venv}")
+        bins, venv, node_bins = build_all(with_node)
+        say(f"binaries in {bins}" + (f" and {node_bins}" if node_bins else "")
+            + f"; virtualenv in {venv}")
         return 0
     if ns.command == "run":
-        return cmd_run(rest)
+        return cmd_run(rest, with_node)
     if ns.command == "up":
-        return cmd_up()
+        return cmd_up(with_node)
     if ns.command == "down":
         return cmd_down()
     if ns.command == "status":
         return cmd_status()
-    return cmd_supervise()
+    return cmd_supervise(with_node)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ mod env;
 mod lockstep;
 mod logs;
 mod namespace;
+pub mod node;
 mod openbao;
 mod wait;
 

@@ -2,4 +2,5 @@
 
 pub(crate) mod control_plane;
 mod moto;
+mod node;
 mod openbao;
