@@ -31,6 +31,7 @@ import tomllib
 import urllib.parse
 from pathlib import Path
 
+sys.dont_write_bytecode = True  # nothing is written into the clone
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import oci  # noqa: E402
 
@@ -147,24 +148,34 @@ class Packages:
         self.by_name[base]["files"].append(owned_path)
         return base
 
+    def _md5sums(self, base: str) -> dict[str, str]:
+        pkg = self.by_name[base]
+        if "md5sums" not in pkg:
+            md5sums = Path(f"/var/lib/dpkg/info/{pkg['dpkg_name']}.md5sums")
+            if not md5sums.exists():
+                md5sums = Path(f"/var/lib/dpkg/info/{base}.md5sums")
+            sums = {}
+            for line in md5sums.read_text().splitlines():
+                digest, _, rel = line.partition("  ")
+                sums["/" + rel] = digest
+            pkg["md5sums"] = sums
+        return pkg["md5sums"]
+
     def verify(self, base: str, owned_path: str, data: bytes) -> None:
         """Fails unless `data` is the file the package installed at `owned_path`."""
-        name = self.by_name[base]["dpkg_name"]
-        md5sums = Path(f"/var/lib/dpkg/info/{name}.md5sums")
-        if not md5sums.exists():
-            md5sums = Path(f"/var/lib/dpkg/info/{base}.md5sums")
-        want = None
-        for line in md5sums.read_text().splitlines():
-            digest, _, rel = line.partition("  ")
-            if "/" + rel == owned_path:
-                want = digest
+        want = self._md5sums(base).get(owned_path)
         if want is None:
-            fail(f"{owned_path}: not in {md5sums}")
+            fail(f"{owned_path}: not in the md5sums of {base}")
         if hashlib.md5(data).hexdigest() != want:
-            fail(f"{owned_path}: differs from what {name} installed (md5sums)")
+            fail(f"{owned_path}: differs from what {base} installed (md5sums)")
 
-    def copy(self, path: str) -> bytes:
-        base = self.owner(path)
+    def copy(self, path: str, owner: str | None = None) -> bytes:
+        """The content of `path`, checked against the package that installed it (`owner`, or
+        the one dpkg-query -S names)."""
+        if owner is None:
+            base = self.owner(path)
+        else:
+            base = self._record(owner, path)
         data = Path(path).read_bytes()
         self.verify(base, self.by_name[base]["files"][-1], data)
         return data
@@ -237,7 +248,7 @@ def ca_bundle(packages: Packages) -> bytes:
         fail("the Debian package ca-certificates ships no certificates")
     out = b""
     for cert in certs:
-        data = packages.copy(cert)
+        data = packages.copy(cert, owner="ca-certificates")
         out += data if data.endswith(b"\n") else data + b"\n"
     return out
 
@@ -468,9 +479,9 @@ def build_sbom(args) -> None:
             "version": pkg["version"],
             "purl": purl,
             "publisher": "Debian",
-            "properties": [{"name": "lockstep:image:path", "value": path}
-                           for path in pkg["files"][:20]]
-                          + [{"name": "lockstep:deb:files", "value": str(len(pkg["files"]))}],
+            "properties": [{"name": "lockstep:deb:files-copied", "value": str(len(pkg["files"]))}]
+                          + ([{"name": "lockstep:deb:file", "value": path} for path in pkg["files"]]
+                             if len(pkg["files"]) <= 10 else []),
         })
     dependencies = bom.setdefault("dependencies", [])
     dependencies.append({"ref": image_ref,

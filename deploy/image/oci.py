@@ -115,7 +115,7 @@ def _normalise(path: str) -> str:
     if not path.startswith("/"):
         raise ValueError(f"{path}: paths in an image are absolute")
     norm = posixpath.normpath(path)
-    if norm == "/" or ".." in norm.split("/"):
+    if norm == "/" or ".." in path.split("/"):
         raise ValueError(f"{path}: not a path inside the image")
     return norm.lstrip("/")
 

@@ -4,6 +4,7 @@
 
 mod api;
 mod binary;
+mod image;
 mod providers;
 mod reload;
 mod smoke;
