@@ -4,6 +4,7 @@
 
 mod api;
 mod binary;
+mod chart;
 mod providers;
 mod reload;
 mod smoke;
