@@ -108,9 +108,11 @@ The rules Lockstep needs, for a ClusterRole (cluster-wide) or a Role (scopedRBAC
   resources: [{{ if include "lockstep.clusterStores" . }}"externalsecrets/status", "secretstores/status", "clustersecretstores/status", "externalsecrets/finalizers"{{ else }}"externalsecrets/status", "secretstores/status", "externalsecrets/finalizers"{{ end }}]
   verbs: ["get", "patch", "update"]
 # Target Secrets (written as ESO writes them, managed ones watched by label) and the Secrets
-# stores reference for auth.{{ if $reload.enabled }} Reload: Secrets are watched (metadata) and
-# read when their resourceVersion moves; the hash key Secret is read, and created once when
-# missing, in Lockstep's own namespace.{{ end }}
+# stores reference for auth.
+{{- if $reload.enabled }}
+# Reload: Secrets are watched (metadata) and read when their resourceVersion moves; the hash
+# key Secret is read, and created once when missing, in Lockstep's own namespace.
+{{- end }}
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
