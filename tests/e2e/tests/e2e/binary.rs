@@ -64,7 +64,7 @@ impl Running {
         Self { child, logs }
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         self.logs.lock().expect("logs").clone()
     }
 }

@@ -4,6 +4,8 @@
 
 mod api;
 mod binary;
+mod chart;
+mod image;
 mod providers;
 mod reload;
 mod smoke;
