@@ -283,6 +283,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   stream_server_port = "0"
   enable_selinux = false
   disable_apparmor = true
+  # Lowering an OOM score needs CAP_SYS_RESOURCE, which this machine's root may lack: keep
+  # containers' scores at or above containerd's own, as in a rootless or nested setup.
+  restrict_oom_score_adj = true
   max_container_log_line_size = 16384
 
   [plugins."io.containerd.grpc.v1.cri".containerd]

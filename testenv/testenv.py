@@ -40,6 +40,7 @@ import urllib.request
 from pathlib import Path
 
 import node
+import tools
 
 ROOT = Path(__file__).resolve().parent
 GO_KUBE = ROOT / "go" / "kube"
@@ -250,6 +251,13 @@ def install_venv() -> Path:
     return venv
 
 
+def workspace_version() -> str:
+    m = re.search(r'^version = "([^"]+)"', (ROOT.parent / "Cargo.toml").read_text(), re.M)
+    if not m:
+        fail("no [workspace.package] version in Cargo.toml")
+    return m.group(1)
+
+
 def build_test_images() -> None:
     """The node's pause image and the test application image (cheap; built when missing)."""
     for name in ("pause", "app"):
@@ -261,6 +269,7 @@ def build_test_images() -> None:
 
 def build_all(with_node: bool = True) -> tuple[Path, Path, Path | None]:
     bins, venv = build_binaries(), install_venv()
+    tools.ensure_helm()
     if not with_node:
         return bins, venv, None
     reason = node.can_run()
@@ -313,6 +322,9 @@ def make_certs(d: Path, net: "node.NodeNet | None" = None) -> None:
          "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost"
          f"{f',IP:{net.host_ip}' if net else ''}\n")
     if net:
+        leaf("openbao-node", "/CN=lockstep-testenv-openbao",
+             "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
+             f"extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,IP:{net.host_ip}\n")
         leaf("kubelet", f"/CN={node.NODE_NAME}",
              "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
              f"extendedKeyUsage=serverAuth\nsubjectAltName=IP:{net.node_ip},DNS:{node.NODE_NAME}\n")
@@ -479,6 +491,12 @@ class Environment:
         etcd_client, etcd_peer, api_port, kcm_port, moto_port, moto_iam_port, proxy_port, proxy_tls_port = \
             free_ports(8)
         (bao_port,) = free_ports(1, pair=True)  # OpenBao's cluster listener takes port + 1
+        (bao_node_port,) = free_ports(1, pair=True)
+        bao_node_config = st / "openbao-node.hcl"
+        bao_node_config.write_text(
+            f'listener "tcp" {{\n  address = "127.0.0.1:{bao_node_port}"\n'
+            f'  tls_cert_file = "{st / "openbao-node.crt"}"\n'
+            f'  tls_key_file = "{st / "openbao-node.key"}"\n}}\n')
 
         # etcd
         etcd = self._spawn("etcd", [
@@ -509,8 +527,9 @@ class Environment:
             str(venv / "bin" / "bao"), "server", "-dev", "-dev-tls",
             f"-dev-tls-cert-dir={bao_tls}", f"-dev-listen-address=127.0.0.1:{bao_port}",
             f"-dev-root-token-id={bao_token}",
-            # Pods reach OpenBao through the relay on the node's veth.
-            *([f"-dev-tls-san={net.host_ip}"] if net else []),
+            # Pods reach OpenBao through the relay on the node's veth, on a second listener
+            # whose certificate (from the environment's CA) names the veth's address.
+            *([f"-config={bao_node_config}"] if net else []),
         ], env={**os.environ, "HOME": str(bao_home)})
 
         wait_until("etcd", etcd, lambda: b'"health":"true"' in
@@ -578,7 +597,7 @@ class Environment:
         if net is not None:
             assert node_bins is not None
             node_ready = self._start_node(net, node_bins, api_port, admin_token,
-                                          [api_port, bao_port, proxy_port, proxy_tls_port])
+                                          [api_port, bao_node_port, proxy_port, proxy_tls_port])
 
         # The identity OpenBao uses for TokenReviews, bound to system:auth-delegator.
         def kube(method: str, path: str, body: dict) -> dict:
@@ -675,14 +694,19 @@ class Environment:
             "AWS_EC2_METADATA_DISABLED": "true",
             "LOCKSTEP_VENV": str(venv),
             "LOCKSTEP_TESTENV_BIN": str(bins),
+            "LOCKSTEP_HELM": str(tools.ensure_helm()),
         }
+        archive = IMAGES / f"lockstep-{workspace_version()}.oci.tar"
+        if archive.exists():
+            self.vars["LOCKSTEP_IMAGE_ARCHIVE"] = str(archive)
         if net is not None:
             # What pods on the node use: the machine's side of the node's veth, where the relay
             # serves the apiserver's, OpenBao's and the AWS proxy's ports.
             self.vars.update({
                 "LOCKSTEP_NODE_NAME": node.NODE_NAME,
                 "LOCKSTEP_NODE_HOST_IP": net.host_ip,
-                "LOCKSTEP_NODE_BAO_ADDR": f"https://{net.host_ip}:{bao_port}",
+                "LOCKSTEP_NODE_BAO_ADDR": f"https://{net.host_ip}:{bao_node_port}",
+                "LOCKSTEP_NODE_BAO_CA": str(st / "ca.crt"),
                 "LOCKSTEP_NODE_AWS_ENDPOINT_URL": f"http://{net.host_ip}:{proxy_port}",
                 "LOCKSTEP_NODE_IMAGES": " ".join(sorted(p.name for p in IMAGES.glob("*.oci.tar"))),
             })

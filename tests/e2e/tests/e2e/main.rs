@@ -6,6 +6,7 @@ mod api;
 mod binary;
 mod chart;
 mod image;
+mod install;
 mod providers;
 mod reload;
 mod smoke;
