@@ -196,7 +196,6 @@ The `lockstep run` arguments the values ask for.
 {{- $reload := .Values.reloader }}
 - run
 - {{ printf "--log-format=%s" .Values.log.format | quote }}
-- {{ printf "--log-level=%s" .Values.log.level | quote }}
 - {{ printf "--concurrency=%d" (int .Values.concurrent) | quote }}
 - {{ printf "--metrics-addr=0.0.0.0:%d" (int .Values.metrics.listen.port) | quote }}
 - {{ printf "--health-addr=0.0.0.0:%d" (int .Values.healthCheck.port) | quote }}

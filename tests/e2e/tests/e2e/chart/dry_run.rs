@@ -238,9 +238,18 @@ async fn every_values_case_is_accepted_by_the_apiserver_and_passes_restricted() 
     assert!(of_kind(&everything, "CustomResourceDefinition").is_empty());
     one(&everything, "ServiceMonitor");
     one(&everything, "Service");
+    let controller = container(&everything);
+    assert!(
+        controller["env"]
+            .as_array()
+            .expect("env")
+            .iter()
+            .any(|e| e["name"] == "RUST_LOG" && e["value"] == "debug"),
+        "log.level reaches RUST_LOG: {}",
+        controller["env"]
+    );
     let a = args(&everything);
     for expected in [
-        "--log-level=debug",
         "--log-format=text",
         "--concurrency=2",
         "--disable-cluster-stores",

@@ -112,6 +112,7 @@ async fn helm_install_syncs_from_openbao_and_rolls_the_application_once_per_rota
         Some(json!({
             "bound_service_account_names": [SERVICE_ACCOUNT],
             "bound_service_account_namespaces": [ns.name()],
+            "audience": env.var("LOCKSTEP_API_AUDIENCE"),
             "token_policies": [policy],
             "token_ttl": "10m",
         })),
@@ -120,8 +121,16 @@ async fn helm_install_syncs_from_openbao_and_rolls_the_application_once_per_rota
 
     // helm install; --wait: the Lockstep pod is Ready (caches synced) under the restricted PSS.
     helm_ok(
-        &["install", RELEASE, chart_dir().to_str().unwrap(), "--namespace", ns.name(),
-          "--wait", "--timeout", "120s"],
+        &[
+            "install",
+            RELEASE,
+            chart_dir().to_str().unwrap(),
+            "--namespace",
+            ns.name(),
+            "--wait",
+            "--timeout",
+            "120s",
+        ],
         &values(ns.name(), json!({})),
     );
     let pods = Api::<Pod>::namespaced(client.clone(), ns.name());
@@ -153,9 +162,13 @@ async fn helm_install_syncs_from_openbao_and_rolls_the_application_once_per_rota
     crate::sync::create_store(&client, ns.name(), store).await;
     crate::sync::create_es(&client, ns.name(), es).await;
     let secrets = Api::<Secret>::namespaced(client.clone(), ns.name());
-    crate::sync::wait_secret(&client, ns.name(), "app-secret", "the Secret with the first value", |s| {
-        crate::sync::value(s, "password").as_deref() == Some(first.as_str())
-    })
+    crate::sync::wait_secret(
+        &client,
+        ns.name(),
+        "app-secret",
+        "the Secret with the first value",
+        |s| crate::sync::value(s, "password").as_deref() == Some(first.as_str()),
+    )
     .await;
 
     // The application takes the Secret as env and prints it; Reloader's annotation.
@@ -178,9 +191,13 @@ async fn helm_install_syncs_from_openbao_and_rolls_the_application_once_per_rota
 
     // Rotate in OpenBao: the Secret follows, and one rollout brings a pod with the new value.
     bao.put_kv2(&path, json!({"password": second})).await;
-    crate::sync::wait_secret(&client, ns.name(), "app-secret", "the Secret with the second value", |s| {
-        crate::sync::value(s, "password").as_deref() == Some(second.as_str())
-    })
+    crate::sync::wait_secret(
+        &client,
+        ns.name(),
+        "app-secret",
+        "the Secret with the second value",
+        |s| crate::sync::value(s, "password").as_deref() == Some(second.as_str()),
+    )
     .await;
     let new = app_pod_showing(&pods, &second).await;
     assert_ne!(old.metadata.uid, new.metadata.uid);
@@ -198,9 +215,20 @@ async fn helm_install_syncs_from_openbao_and_rolls_the_application_once_per_rota
 
     // helm upgrade with changed values: a new Lockstep pod, still in sync.
     helm_ok(
-        &["upgrade", RELEASE, chart_dir().to_str().unwrap(), "--namespace", ns.name(),
-          "--wait", "--timeout", "120s"],
-        &values(ns.name(), json!({"concurrent": 4, "log": {"level": "debug"}})),
+        &[
+            "upgrade",
+            RELEASE,
+            chart_dir().to_str().unwrap(),
+            "--namespace",
+            ns.name(),
+            "--wait",
+            "--timeout",
+            "120s",
+        ],
+        &values(
+            ns.name(),
+            json!({"concurrent": 4, "log": {"level": "debug"}}),
+        ),
     );
     let upgraded = ready_pods(&pods, "app.kubernetes.io/name=lockstep").await;
     assert_eq!(upgraded.len(), 1);
@@ -217,16 +245,30 @@ async fn helm_install_syncs_from_openbao_and_rolls_the_application_once_per_rota
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(count().await, 2, "the upgrade rolled nothing");
     for canary in [&first, &second] {
-        assert!(!logs.contains(canary.as_str()), "a secret value in Lockstep's logs");
+        assert!(
+            !logs.contains(canary.as_str()),
+            "a secret value in Lockstep's logs"
+        );
     }
 
     // helm uninstall keeps the synced Secret and its data.
     let out = helm()
-        .args(["uninstall", RELEASE, "--namespace", ns.name(), "--wait", "--kubeconfig"])
+        .args([
+            "uninstall",
+            RELEASE,
+            "--namespace",
+            ns.name(),
+            "--wait",
+            "--kubeconfig",
+        ])
         .arg(env.path("KUBECONFIG"))
         .output()
         .expect("helm uninstall");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     eventually("the Lockstep pod to be gone", POD_TIMEOUT, || async {
         ready_pods(&pods, "app.kubernetes.io/name=lockstep")
             .await

@@ -38,7 +38,12 @@ async fn the_node_is_ready_at_the_pinned_version_with_the_local_images() {
         "node not Ready: {:?}",
         status.conditions
     );
-    assert!(node.spec.and_then(|s| s.taints).unwrap_or_default().is_empty());
+    assert!(
+        node.spec
+            .and_then(|s| s.taints)
+            .unwrap_or_default()
+            .is_empty()
+    );
     let images: Vec<String> = status
         .images
         .iter()
@@ -92,7 +97,10 @@ async fn a_restricted_pod_runs_and_prints_its_secret_and_service_account() {
     );
     let logs = pod_logs(&pods, "printer").await;
     assert!(logs.contains("text=hello from the node\n"), "{logs}");
-    assert!(logs.contains(&format!("namespace={}\n", ns.name())), "{logs}");
+    assert!(
+        logs.contains(&format!("namespace={}\n", ns.name())),
+        "{logs}"
+    );
     assert!(logs.contains("api=10.96.0.1:443\n"), "{logs}");
 
     // A privileged pod is refused by the namespace's standard.
@@ -180,14 +188,15 @@ async fn a_rollout_replaces_the_running_pod() {
         .patch(
             "web",
             &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"template": {"metadata": {"annotations": {"rolled": "1"}}}}})),
+            &Patch::Merge(
+                json!({"spec": {"template": {"metadata": {"annotations": {"rolled": "1"}}}}}),
+            ),
         )
         .await
         .expect("patch the pod template");
     let second = eventually("a new pod to replace the first", POD_TIMEOUT, || async {
         let ready = ready_pods(&pods, "app=web").await;
-        (ready.len() == 1 && ready[0].metadata.uid != first.metadata.uid)
-            .then(|| ready[0].clone())
+        (ready.len() == 1 && ready[0].metadata.uid != first.metadata.uid).then(|| ready[0].clone())
     })
     .await;
     assert_eq!(
@@ -199,5 +208,8 @@ async fn a_rollout_replaces_the_running_pod() {
             .map(String::as_str),
         Some("1")
     );
-    assert_eq!(pod_logs(&pods, second.metadata.name.as_deref().unwrap()).await, "started\n");
+    assert_eq!(
+        pod_logs(&pods, second.metadata.name.as_deref().unwrap()).await,
+        "started\n"
+    );
 }
