@@ -4,7 +4,8 @@
 Subcommands:
 
   lockstep --binary PATH --out FILE.tar   the Lockstep image (lockstep.invalid/lockstep:<version>)
-  pause --out FILE.tar                    the local node's pod sandbox image (lockstep.invalid/pause:3.10)
+  pause --out FILE.tar                    the local node's pod sandbox image
+                                          (lockstep.invalid/pause:3.10)
   app --out FILE.tar                      a tiny application image for tests and the demo
                                           (lockstep.invalid/app:1, Debian's static busybox)
   sbom --archive FILE.tar --packages P.json --cargo-cyclonedx BIN --out FILE.cdx.json
@@ -509,11 +510,13 @@ def run_image(args) -> None:
         user = config.get("User", "0:0")
         uid, _, gid = user.partition(":")
         gid = gid or uid
-        argv = config.get("Entrypoint", []) + (args.args or config.get("Cmd", []))
+        extra = args.args[1:] if args.args[:1] == ["--"] else args.args
+        argv = config.get("Entrypoint", []) + (extra or config.get("Cmd", []))
+        chroot = shutil.which("chroot") or "/usr/sbin/chroot"
         script = ('mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" '
                   '&& exec env -i "$@"')
         cmd = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script,
-               str(rootfs), *config.get("Env", []), shutil.which("chroot") or "/usr/sbin/chroot", f"--userspec={uid}:{gid}",
+               str(rootfs), *config.get("Env", []), chroot, f"--userspec={uid}:{gid}",
                f"--groups={gid}", str(rootfs), *argv]
         result = subprocess.run(cmd)
     sys.exit(result.returncode)

@@ -457,8 +457,10 @@ fn lockstep_image_has_the_promised_shape() {
     // no program folder at all.
     for (path, node) in &image.fs {
         let base = path.rsplit('/').next().unwrap_or_default();
+        // A folder may bear such a name (/var/lib/dpkg holds the scanners' records); a file or
+        // a link may not.
         assert!(
-            !FORBIDDEN.contains(&base),
+            matches!(node, Node::Dir { .. }) || !FORBIDDEN.contains(&base),
             "/{path} is in the image (a shell or package manager)"
         );
         for dir in ["bin", "sbin", "usr/bin", "usr/sbin", "usr/local/bin"] {

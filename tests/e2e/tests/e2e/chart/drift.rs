@@ -16,6 +16,32 @@ fn by_name(docs: Vec<Value>) -> BTreeMap<String, Value> {
         .collect()
 }
 
+/// The JSON pointer of the first place where `a` and `b` differ, with both values there.
+/// Numbers are compared by value: Helm writes the float `255.0` of a schema's `maximum` as
+/// `255`, which is the same JSON number to the apiserver.
+fn first_difference(a: &Value, b: &Value, at: String) -> Option<String> {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            keys.into_iter().find_map(|k| {
+                first_difference(
+                    x.get(k).unwrap_or(&Value::Null),
+                    y.get(k).unwrap_or(&Value::Null),
+                    format!("{at}/{k}"),
+                )
+            })
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
+            .iter()
+            .zip(y)
+            .enumerate()
+            .find_map(|(i, (p, q))| first_difference(p, q, format!("{at}/{i}"))),
+        (Value::Number(x), Value::Number(y)) if x.as_f64() == y.as_f64() => None,
+        _ if a == b => None,
+        _ => Some(format!("{at} (chart: {a}, lockstep crds: {b})")),
+    }
+}
+
 #[test]
 fn the_charts_crds_are_exactly_lockstep_crds_and_are_kept_on_uninstall() {
     let out = Command::new(lockstep_bin())
@@ -58,11 +84,12 @@ fn the_charts_crds_are_exactly_lockstep_crds_and_are_kept_on_uninstall() {
          `cargo run -p lockstep -- crds --dir deploy/crds` (the chart reads it through files/crds)"
     );
     for (name, crd) in &generated {
-        assert!(
-            rendered[name] == *crd,
-            "the chart's {name} differs from `lockstep crds`; regenerate deploy/crds with \
-             `cargo run -p lockstep -- crds --dir deploy/crds`"
-        );
+        if let Some(at) = first_difference(&rendered[name], crd, String::new()) {
+            panic!(
+                "the chart's {name} differs from `lockstep crds` at {at}; regenerate deploy/crds \
+                 with `cargo run -p lockstep -- crds --dir deploy/crds`"
+            );
+        }
     }
 
     let without = render("lockstep", "lockstep", &json!({ "installCRDs": false }));
