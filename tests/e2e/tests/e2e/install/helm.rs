@@ -1,5 +1,8 @@
 //! `helm install` runs Lockstep's pod on the node (namespaced mode); it syncs an ExternalSecret
-//! from OpenBao with kubernetes auth as its own ServiceAccount; an application pod prints the
+//! from OpenBao with kubernetes auth as its own ServiceAccount, and one from AWS Secrets Manager
+//! (moto behind the AWS proxy) through IRSA: the web-identity environment and the projected
+//! `sts.amazonaws.com` token that EKS's pod identity webhook injects, given here through the
+//! chart's `extraEnv`/`extraVolumes`/`extraVolumeMounts`; an application pod prints the
 //! value; the value rotates in OpenBao and exactly one rollout brings a new pod that prints the
 //! new value; `helm upgrade` keeps it working; `helm uninstall` leaves the synced Secret.
 
@@ -119,6 +122,42 @@ async fn helm_install_syncs_from_openbao_and_rolls_the_application_once_per_rota
     )
     .await;
 
+    // AWS: a secret in Secrets Manager, and a role that trusts the chart's ServiceAccount.
+    let aws_name = unique_name("install");
+    let aws_value = unique_name("canary-install-aws");
+    crate::providers::aws::sm()
+        .await
+        .create_secret()
+        .name(&aws_name)
+        .secret_string(&aws_value)
+        .send()
+        .await
+        .expect("create the AWS secret");
+    let role = format!("arn:aws:iam::123456789012:role/{aws_name}");
+    crate::providers::aws_proxy::AwsProxy::new()
+        .trust(
+            &role,
+            &[format!(
+                "system:serviceaccount:{}:{SERVICE_ACCOUNT}",
+                ns.name()
+            )],
+            &[],
+        )
+        .await;
+    let token_dir = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
+    let irsa = json!({
+        "serviceAccount": {"name": SERVICE_ACCOUNT, "annotations": {"eks.amazonaws.com/role-arn": role}},
+        "extraEnv": [
+            {"name": "AWS_ROLE_ARN", "value": role},
+            {"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": format!("{token_dir}/token")},
+            {"name": "AWS_REGION", "value": "us-east-1"},
+            {"name": "AWS_ENDPOINT_URL", "value": node.aws_endpoint_url},
+        ],
+        "extraVolumes": [{"name": "aws-iam-token", "projected": {"sources": [{"serviceAccountToken": {
+            "audience": "sts.amazonaws.com", "expirationSeconds": 86400, "path": "token"}}]}}],
+        "extraVolumeMounts": [{"name": "aws-iam-token", "mountPath": token_dir, "readOnly": true}],
+    });
+
     // helm install; --wait: the Lockstep pod is Ready (caches synced) under the restricted PSS.
     helm_ok(
         &[
@@ -131,7 +170,7 @@ async fn helm_install_syncs_from_openbao_and_rolls_the_application_once_per_rota
             "--timeout",
             "120s",
         ],
-        &values(ns.name(), json!({})),
+        &values(ns.name(), irsa.clone()),
     );
     let pods = Api::<Pod>::namespaced(client.clone(), ns.name());
     let lockstep = ready_pods(&pods, "app.kubernetes.io/name=lockstep").await;
@@ -161,6 +200,37 @@ async fn helm_install_syncs_from_openbao_and_rolls_the_application_once_per_rota
     });
     crate::sync::create_store(&client, ns.name(), store).await;
     crate::sync::create_es(&client, ns.name(), es).await;
+    // No auth block: the SDK's default chain, i.e. the pod's web identity.
+    crate::sync::create_store(
+        &client,
+        ns.name(),
+        json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+            "metadata": {"name": "aws"},
+            "spec": {"provider": {"aws": {"service": "SecretsManager", "region": "us-east-1"}}},
+        }),
+    )
+    .await;
+    crate::sync::create_es(
+        &client,
+        ns.name(),
+        json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+            "metadata": {"name": "aws"},
+            "spec": {"refreshInterval": "1h", "secretStoreRef": {"name": "aws"},
+                     "target": {"name": "aws-secret"},
+                     "data": [{"secretKey": "value", "remoteRef": {"key": aws_name}}]},
+        }),
+    )
+    .await;
+    crate::sync::wait_secret(
+        &client,
+        ns.name(),
+        "aws-secret",
+        "the Secret from AWS through IRSA",
+        |s| crate::sync::value(s, "value").as_deref() == Some(aws_value.as_str()),
+    )
+    .await;
     let secrets = Api::<Secret>::namespaced(client.clone(), ns.name());
     crate::sync::wait_secret(
         &client,
@@ -225,10 +295,12 @@ async fn helm_install_syncs_from_openbao_and_rolls_the_application_once_per_rota
             "--timeout",
             "120s",
         ],
-        &values(
-            ns.name(),
-            json!({"concurrent": 4, "log": {"level": "debug"}}),
-        ),
+        &values(ns.name(), {
+            let mut v = irsa.clone();
+            v["concurrent"] = json!(4);
+            v["log"] = json!({"level": "debug"});
+            v
+        }),
     );
     let upgraded = ready_pods(&pods, "app.kubernetes.io/name=lockstep").await;
     assert_eq!(upgraded.len(), 1);
@@ -244,7 +316,7 @@ async fn helm_install_syncs_from_openbao_and_rolls_the_application_once_per_rota
     let logs = lockstep_pod_logs(&pods).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(count().await, 2, "the upgrade rolled nothing");
-    for canary in [&first, &second] {
+    for canary in [&first, &second, &aws_value] {
         assert!(
             !logs.contains(canary.as_str()),
             "a secret value in Lockstep's logs"

@@ -1,6 +1,6 @@
 //! Provider tests against the real stores, without the controller.
 
-mod aws;
+pub(crate) mod aws;
 mod aws_coalesce;
 mod aws_endpoints;
 pub(crate) mod aws_proxy;
