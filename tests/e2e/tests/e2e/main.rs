@@ -4,6 +4,7 @@
 
 mod api;
 mod binary;
+mod lifecycle;
 mod providers;
 mod reload;
 mod smoke;
