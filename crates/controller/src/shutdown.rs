@@ -25,7 +25,7 @@ pub fn signal(shutdown: impl Future<Output = ()> + Send + 'static) -> Signal {
 /// created again with a new template). Each runs in its own task, so the cancellation of the
 /// reconcile that started it at the grace period does not cancel it, and the process waits for
 /// them (bounded) before it exits.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Writes {
     in_flight: Arc<watch::Sender<usize>>,
 }

@@ -617,30 +617,36 @@ impl Workload for Job {
         // The delete and the create are one write: shutdown must not cut between them.
         change
             .writes
-            .run(async move {
-                jobs.delete(&name, &delete).await?;
-                // Deletion may take a moment (finalizers of others): the name is retried for a
-                // while.
-                let mut delay = Duration::from_millis(100);
-                let mut waited = Duration::ZERO;
-                loop {
-                    match jobs.create(&post_params(), &new).await {
-                        Ok(_) => return Ok(Applied::Rolled),
-                        Err(kube::Error::Api(e))
-                            if e.code == 409 && waited < Duration::from_secs(30) =>
-                        {
-                            tokio::time::sleep(delay).await;
-                            waited += delay;
-                            delay = (delay * 2).min(Duration::from_secs(2));
-                        }
-                        Err(e) => {
-                            tracing::warn!(namespace = %ns, name = %name, error = %e, "the Job was deleted for a reload but could not be created again");
-                            return Err(e.into());
-                        }
-                    }
-                }
-            })
+            .run(replace_job(jobs, ns, name, delete, new))
             .await
+    }
+}
+
+/// Deletes a Job (at the version the plan was made from) and creates it again as `new`.
+async fn replace_job(
+    jobs: Api<Job>,
+    ns: String,
+    name: String,
+    delete: DeleteParams,
+    new: Job,
+) -> Result<Applied, Error> {
+    jobs.delete(&name, &delete).await?;
+    // Deletion may take a moment (finalizers of others): the name is retried for a while.
+    let mut delay = Duration::from_millis(100);
+    let mut waited = Duration::ZERO;
+    loop {
+        match jobs.create(&post_params(), &new).await {
+            Ok(_) => return Ok(Applied::Rolled),
+            Err(kube::Error::Api(e)) if e.code == 409 && waited < Duration::from_secs(30) => {
+                tokio::time::sleep(delay).await;
+                waited += delay;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => {
+                tracing::warn!(namespace = %ns, name = %name, error = %e, "the Job was deleted for a reload but could not be created again");
+                return Err(e.into());
+            }
+        }
     }
 }
 
