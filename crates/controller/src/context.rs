@@ -37,6 +37,8 @@ pub struct Config {
     pub require_store_conditions: bool,
     /// The reload controller (off unless enabled).
     pub reload: crate::reload::ReloadConfig,
+    /// How long in-flight work may continue after shutdown was asked for before it is cancelled.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for Config {
@@ -51,6 +53,7 @@ impl Default for Config {
             cluster_stores: true,
             require_store_conditions: false,
             reload: crate::reload::ReloadConfig::default(),
+            shutdown_grace: crate::shutdown::GRACE,
         }
     }
 }
@@ -71,6 +74,10 @@ pub struct Context {
     pub vault_clients: lockstep_providers::vault::VaultCache,
     /// Clients of `aws` stores, reused until shortly before their credentials expire.
     pub aws_clients: lockstep_providers::aws::AwsCache,
+    /// Whether every running controller's caches are filled (what `/readyz` reports).
+    pub readiness: crate::readiness::Readiness,
+    /// Multi-request writes in flight, which shutdown waits for instead of cutting them.
+    pub writes: crate::shutdown::Writes,
     /// Consecutive failures per ExternalSecret, for per-object backoff.
     failures: Mutex<HashMap<ObjectRef<ExternalSecret>, u32>>,
     /// Periodic refreshes in flight: at most half the workers, so new and changed
@@ -102,6 +109,8 @@ impl Context {
             kubernetes_clients: Default::default(),
             vault_clients: Default::default(),
             aws_clients,
+            readiness: Default::default(),
+            writes: Default::default(),
             failures: Mutex::default(),
             store_slots: Mutex::default(),
             refresh_slots: Arc::new(tokio::sync::Semaphore::new(

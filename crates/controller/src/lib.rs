@@ -5,6 +5,7 @@ pub mod context;
 pub mod error;
 pub mod externalsecret;
 pub mod metrics;
+pub mod readiness;
 pub mod reload;
 pub mod scrub;
 pub mod secretstore;

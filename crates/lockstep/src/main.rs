@@ -13,8 +13,11 @@ fn main() -> anyhow::Result<()> {
     // the Kubernetes and AWS clients never disagree about it.
     tls::install_crypto_provider()?;
     let cli = cli::Cli::parse();
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?
-        .block_on(cli.run())
+        .build()?;
+    let result = runtime.block_on(cli.run());
+    // Tasks still running (an HTTP connection, a blocking DNS lookup) must not hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }

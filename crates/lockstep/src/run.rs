@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -39,6 +39,11 @@ pub struct RunArgs {
     /// again, reading the keys or the token file anew.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     aws_client_recheck_seconds: u64,
+    /// Seconds in-flight reconciles may continue after SIGTERM before they are cancelled (no new
+    /// one starts once the signal came); the process exits at most 6 s later. Keep it at least
+    /// that much below the pod's `terminationGracePeriodSeconds` (30 s by default).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    shutdown_grace_seconds: u64,
     /// Do not serve ClusterSecretStores.
     #[arg(long)]
     disable_cluster_stores: bool,
@@ -167,7 +172,6 @@ enum ReloadStrategy {
 #[derive(Clone)]
 struct AppState {
     ctx: Arc<Context>,
-    ready: Arc<AtomicBool>,
 }
 
 /// The controllers' configuration from the command line.
@@ -180,6 +184,7 @@ fn config(args: RunArgs) -> anyhow::Result<Config> {
         aws_client_recheck: std::time::Duration::from_secs(args.aws_client_recheck_seconds),
         cluster_stores: !args.disable_cluster_stores,
         require_store_conditions: args.require_store_conditions,
+        shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
         reload: lockstep_controller::reload::ReloadConfig {
             enabled: args.reload,
             strategy: match args.reload_strategy {
@@ -213,27 +218,49 @@ fn config(args: RunArgs) -> anyhow::Result<Config> {
     })
 }
 
-/// Runs until SIGTERM or Ctrl-C.
+/// How long the HTTP servers may drain their connections once the controllers stopped: an idle
+/// keep-alive connection (a scraper's, a probe's) must not hold the process up.
+const HTTP_DRAIN: Duration = Duration::from_secs(1);
+
+/// How long a multi-request write still in flight when the controllers stopped may take.
+const WRITES_DRAIN: Duration = Duration::from_secs(3);
+
+/// Runs until SIGTERM or Ctrl-C; then no new reconcile starts, in-flight ones finish or are
+/// cancelled at the shutdown grace period, `/readyz` answers 503 from the signal on and
+/// `/healthz` 200 until the servers stop. The process exits at most the grace period plus
+/// 6 s after the signal (1 s for the controllers, `WRITES_DRAIN`, `HTTP_DRAIN`, 1 s for the
+/// runtime), and within the grace period when nothing hangs.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (metrics_addr, health_addr) = (args.metrics_addr, args.health_addr);
     let config = config(args)?;
+    // Handled from the start, so a SIGTERM while starting up is a clean stop too.
+    let shutdown = lockstep_controller::shutdown::signal(shutdown_signal()?);
     // Flags only (no credentials): what this process was asked to do, for whoever reads its log.
     tracing::info!(config = ?config, "starting");
     let client = crate::apiserver::client().await?;
+    let grace = config.shutdown_grace;
     let ctx = Arc::new(Context::new(client.clone(), config));
-    let ready = Arc::new(AtomicBool::new(false));
-    let state = AppState {
-        ctx: ctx.clone(),
-        ready: ready.clone(),
-    };
+    let state = AppState { ctx: ctx.clone() };
 
+    // `stop`: shutdown was asked for; `done`: the controllers have stopped.
     let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
+    let (done_tx, done_rx) = watch::channel(false);
+    let on = |rx: &watch::Receiver<bool>| {
+        let mut rx = rx.clone();
         async move {
             let _ = rx.wait_for(|s| *s).await;
         }
     };
+
+    // Each controller registers its caches with the readiness here, as its future is made:
+    // `/readyz`, served below, waits for all of them.
+    let externalsecrets = lockstep_controller::externalsecret::run(ctx.clone(), on(&stop_rx));
+    let stores = lockstep_controller::secretstore::run(ctx.clone(), on(&stop_rx));
+    let reload = ctx
+        .config
+        .reload
+        .enabled
+        .then(|| lockstep_controller::reload::run(ctx.clone(), on(&stop_rx)));
 
     let metrics_app = Router::new()
         .route("/metrics", get(metrics))
@@ -245,57 +272,83 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics_listener = tokio::net::TcpListener::bind(metrics_addr).await?;
     let health_listener = tokio::net::TcpListener::bind(health_addr).await?;
     tracing::info!(metrics = %metrics_listener.local_addr()?, health = %health_listener.local_addr()?, "serving");
+    // Both keep serving until the controllers have stopped, so probes see the shutdown
+    // (`/readyz` 503) instead of a refused connection.
     let metrics_server =
-        axum::serve(metrics_listener, metrics_app).with_graceful_shutdown(stopped());
-    let health_server = axum::serve(health_listener, health_app).with_graceful_shutdown(stopped());
+        axum::serve(metrics_listener, metrics_app).with_graceful_shutdown(on(&done_rx));
+    let health_server =
+        axum::serve(health_listener, health_app).with_graceful_shutdown(on(&done_rx));
 
-    // Ready once the API answers: the controllers then build their caches.
-    client.apiserver_version().await?;
-    ready.store(true, Ordering::SeqCst);
+    // Fails fast when the API server does not answer at all.
+    tokio::select! {
+        answer = client.apiserver_version() => { answer?; }
+        () = shutdown.clone() => {
+            tracing::info!("stopped while starting");
+            return Ok(());
+        }
+    }
 
-    let signal = async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down");
-        let _ = stop_tx.send(true);
-    };
-    let reload = {
+    let signal = {
         let ctx = ctx.clone();
-        let stop = stopped();
         async move {
-            if ctx.config.reload.enabled {
-                lockstep_controller::reload::run(ctx, stop).await;
-            }
+            shutdown.await;
+            ctx.readiness.stop();
+            tracing::info!(grace_seconds = grace.as_secs(), "shutting down");
+            let _ = stop_tx.send(true);
         }
     };
-    // The HTTP servers drain their connections on shutdown, but an idle keep-alive connection
-    // (a scraper's) must not hold the process up: they get a few seconds.
-    let grace = stopped();
+    // Every controller cancels its in-flight work at the grace period; whatever still runs a
+    // second later (a start-up request that hangs) is dropped with it.
+    let stopped = on(&stop_rx);
+    let writes = ctx.writes.clone();
+    let controllers = async move {
+        let all = async {
+            let reload = async {
+                if let Some(reload) = reload {
+                    reload.await;
+                }
+            };
+            tokio::join!(externalsecrets, stores, reload);
+        };
+        tokio::select! {
+            () = all => {}
+            () = async { stopped.await; tokio::time::sleep(grace + Duration::from_secs(1)).await } => {
+                tracing::warn!("the controllers did not stop within the shutdown grace period");
+            }
+        }
+        // A write of several requests (a Job deleted and created again) is finished, not cut.
+        if tokio::time::timeout(WRITES_DRAIN, writes.finished())
+            .await
+            .is_err()
+        {
+            tracing::warn!("a multi-request write was still in flight at exit");
+        }
+        let _ = done_tx.send(true);
+    };
+    let done = on(&done_rx);
     let servers = async move {
         let both =
             async { tokio::try_join!(metrics_server.into_future(), health_server.into_future()) };
         tokio::select! {
             result = both => result.map(|_| ()),
-            () = async { grace.await; tokio::time::sleep(std::time::Duration::from_secs(5)).await } => Ok(()),
+            () = async { done.await; tokio::time::sleep(HTTP_DRAIN).await } => Ok(()),
         }
     };
-    let (_, _, _, _, served) = tokio::join!(
-        signal,
-        lockstep_controller::externalsecret::run(ctx.clone(), stopped()),
-        lockstep_controller::secretstore::run(ctx.clone(), stopped()),
-        reload,
-        servers,
-    );
+    let (_, _, served) = tokio::join!(signal, controllers, servers);
     served?;
+    tracing::info!("stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+/// Completes on SIGTERM or Ctrl-C; the handlers are installed when this is called.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    })
 }
 
 async fn metrics(
@@ -310,11 +363,26 @@ async fn metrics(
     )
 }
 
-async fn readyz(State(state): State<AppState>) -> StatusCode {
-    if state.ready.load(Ordering::SeqCst) {
-        StatusCode::OK
+/// 200 once every running controller's caches have their first complete list; 503 before
+/// (naming what is not ready yet) and from the start of shutdown.
+async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
+    readiness_answer(&state.ctx.readiness)
+}
+
+fn readiness_answer(readiness: &lockstep_controller::readiness::Readiness) -> (StatusCode, String) {
+    if readiness.is_ready() {
+        (StatusCode::OK, "ok\n".to_owned())
+    } else if readiness.stopping() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting down\n".to_owned(),
+        )
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
+        let pending = readiness.pending().join(", ");
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("waiting for the first list of: {pending}\n"),
+        )
     }
 }
 

@@ -14,7 +14,7 @@ mod write;
 use std::future::Future;
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::ObjectRef;
@@ -27,6 +27,7 @@ use lockstep_api::secret_store::{ClusterSecretStore, SecretStore};
 use lockstep_api::well_known;
 
 use crate::context::Context;
+use crate::readiness::Mark;
 
 fn references_store(es: &ExternalSecret, kind: StoreRefKind, name: &str) -> bool {
     let matches = |r: Option<&lockstep_api::external_secret::SecretStoreRef>| {
@@ -47,8 +48,39 @@ fn references_store(es: &ExternalSecret, kind: StoreRefKind, name: &str) -> bool
             .any(|d| matches(d.source_ref.as_ref().and_then(|s| s.store_ref.as_ref())))
 }
 
-/// Runs the ExternalSecret controller until `shutdown` completes.
-pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+/// Runs the ExternalSecret controller until `shutdown` completes. Its caches (ExternalSecrets,
+/// the managed Secrets, SecretStores, ClusterSecretStores when served) are registered with
+/// `ctx.readiness` as soon as this is called, and each is marked once its first list is in.
+pub fn run(
+    ctx: Arc<Context>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> impl Future<Output = ()> + Send + 'static {
+    let readiness = &ctx.readiness;
+    let es_ready = readiness.register("externalsecret: ExternalSecrets");
+    let secrets_ready = readiness.register("externalsecret: managed Secrets");
+    let stores_ready = readiness.register("externalsecret: SecretStores");
+    let cluster_stores_ready = ctx
+        .config
+        .cluster_stores
+        .then(|| readiness.register("externalsecret: ClusterSecretStores"));
+    run_controller(
+        ctx,
+        shutdown,
+        es_ready,
+        secrets_ready,
+        stores_ready,
+        cluster_stores_ready,
+    )
+}
+
+async fn run_controller(
+    ctx: Arc<Context>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    es_ready: Mark,
+    secrets_ready: Mark,
+    stores_ready: Mark,
+    cluster_stores_ready: Option<Mark>,
+) {
     let shutdown = crate::shutdown::signal(shutdown);
     let client = ctx.client.clone();
     let (es_api, secret_api, store_api) = match ctx.config.namespace.as_deref() {
@@ -79,6 +111,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
             sharing::keep_last_change(es.managed_fields_mut());
         })
         .reflect(writer)
+        .inspect_ok(es_ready.on_first_list())
         .applied_objects()
         .predicate_filter(
             predicates::generation
@@ -88,16 +121,18 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
             Default::default(),
         );
     let controller = Controller::for_stream(trigger, store.clone());
+    let grace = ctx.config.shutdown_grace;
     let memory = Arc::new(reconcile::SyncMemory::default());
 
     let by_secret = store.clone();
     let by_store = store.clone();
     let by_cluster_store = store;
     let mut controller = controller
-        .watches(
-            secret_api,
-            watcher::Config::default().labels(&managed),
-            move |secret| {
+        .watches_stream(
+            watcher(secret_api, watcher::Config::default().labels(&managed))
+                .inspect_ok(secrets_ready.on_first_list())
+                .touched_objects(),
+            move |secret: PartialObjectMeta<Secret>| {
                 let ns = secret.namespace().unwrap_or_default();
                 let name = secret.name_any();
                 by_secret
@@ -117,23 +152,33 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
                     .collect::<Vec<_>>()
             },
         )
-        .watches(store_api, watcher::Config::default(), move |ss| {
-            let ns = ss.namespace();
-            let name = ss.name_any();
-            by_store
-                .state()
-                .into_iter()
-                .filter(|es| {
-                    es.namespace() == ns && references_store(es, StoreRefKind::SecretStore, &name)
-                })
-                .map(|es| ObjectRef::from_obj(es.as_ref()))
-                .collect::<Vec<_>>()
-        });
-    if ctx.config.cluster_stores {
-        controller = controller.watches(
-            Api::<ClusterSecretStore>::all(client),
-            watcher::Config::default(),
-            move |css| {
+        .watches_stream(
+            watcher(store_api, watcher::Config::default())
+                .inspect_ok(stores_ready.on_first_list())
+                .touched_objects(),
+            move |ss: SecretStore| {
+                let ns = ss.namespace();
+                let name = ss.name_any();
+                by_store
+                    .state()
+                    .into_iter()
+                    .filter(|es| {
+                        es.namespace() == ns
+                            && references_store(es, StoreRefKind::SecretStore, &name)
+                    })
+                    .map(|es| ObjectRef::from_obj(es.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        );
+    if let Some(cluster_stores_ready) = cluster_stores_ready {
+        controller = controller.watches_stream(
+            watcher(
+                Api::<ClusterSecretStore>::all(client),
+                watcher::Config::default(),
+            )
+            .inspect_ok(cluster_stores_ready.on_first_list())
+            .touched_objects(),
+            move |css: ClusterSecretStore| {
                 let name = css.name_any();
                 by_cluster_store
                     .state()
@@ -152,11 +197,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
             reconcile::error_policy,
             ctx,
         )
-        .take_until(crate::shutdown::deadline(
-            shutdown,
-            "externalsecret",
-            crate::shutdown::GRACE,
-        ))
+        .take_until(crate::shutdown::deadline(shutdown, "externalsecret", grace))
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "externalsecret controller");

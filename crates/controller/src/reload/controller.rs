@@ -34,6 +34,7 @@ use super::resources::{Meta, Resources, Touched};
 use super::{refs, scope, uds};
 use crate::context::Context;
 use crate::error::Error;
+use crate::readiness::Mark;
 
 type ResourceKey = (ResourceKind, String, String);
 type WorkloadKey = (&'static str, String, String);
@@ -411,6 +412,7 @@ async fn reload<K: Workload>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Action,
         rolls: !plan.rolled.is_empty(),
         now: now(),
         names: &config.names,
+        writes: &shared.ctx.writes,
     };
     let result = K::apply(&shared.ctx.client, obj.as_ref(), change).await;
     if let Some(slot) = slot
@@ -549,7 +551,11 @@ fn add_kind<K: Workload>(
 ) {
     let (tx, rx) = mpsc::unbounded();
     senders.insert(K::KIND, trigger::<K>(tx));
-    controllers.push(run_kind::<K>(shared.clone(), rx, shutdown.clone()).boxed());
+    let ready = shared
+        .ctx
+        .readiness
+        .register(format!("reload: {}s", K::KIND));
+    controllers.push(run_kind::<K>(shared.clone(), rx, shutdown.clone(), ready).boxed());
 }
 
 fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
@@ -575,9 +581,11 @@ async fn run_kind<K: Workload>(
     shared: Arc<Shared>,
     trigger: mpsc::UnboundedReceiver<ObjectRef<K>>,
     shutdown: crate::shutdown::Signal,
+    ready: Mark,
 ) {
     let ns = shared.ctx.config.namespace.clone();
     let debounce = shared.ctx.config.reload.debounce;
+    let grace = shared.ctx.config.shutdown_grace;
     // The workload cache keeps nothing the reload never reads (`Workload::slim`): no
     // managedFields (a large part of each object; a write with none leaves the apiserver's as
     // they are), and no status of the kinds that are only patched.
@@ -595,21 +603,25 @@ async fn run_kind<K: Workload>(
         // before this runs, no longer has them).
         let shared = shared.clone();
         let store = reader.clone();
-        move |event| match event {
-            watcher::Event::Delete(w) => {
-                let key = (K::KIND, w.namespace().unwrap_or_default(), w.name_any());
-                shared.index.lock().expect("index lock").remove(&key);
+        let mut first_list = ready.on_first_list();
+        move |event| {
+            first_list(event);
+            match event {
+                watcher::Event::Delete(w) => {
+                    let key = (K::KIND, w.namespace().unwrap_or_default(), w.name_any());
+                    shared.index.lock().expect("index lock").remove(&key);
+                }
+                watcher::Event::InitDone => {
+                    shared
+                        .index
+                        .lock()
+                        .expect("index lock")
+                        .retain(K::KIND, |w| {
+                            store.get(&ObjectRef::new(&w.2).within(&w.1)).is_some()
+                        });
+                }
+                _ => {}
             }
-            watcher::Event::InitDone => {
-                shared
-                    .index
-                    .lock()
-                    .expect("index lock")
-                    .retain(K::KIND, |w| {
-                        store.get(&ObjectRef::new(&w.2).within(&w.1)).is_some()
-                    });
-            }
-            _ => {}
         }
     })
     .applied_objects();
@@ -622,11 +634,7 @@ async fn run_kind<K: Workload>(
         )
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile::<K>, error_policy::<K>, shared)
-        .take_until(crate::shutdown::deadline(
-            shutdown,
-            "reload",
-            crate::shutdown::GRACE,
-        ))
+        .take_until(crate::shutdown::deadline(shutdown, "reload", grace))
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "reload controller");
@@ -662,8 +670,23 @@ async fn hash_key(ctx: &Context, shutdown: crate::shutdown::Signal) -> Option<Ha
     }
 }
 
-/// Runs the reload controller until `shutdown` completes.
-pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+/// Runs the reload controller until `shutdown` completes. It is registered with
+/// `ctx.readiness` as soon as this is called, and marked once its caches (Secrets, ConfigMaps,
+/// every workload kind it watches) are registered in turn, so the process is ready only when
+/// they all have their first list.
+pub fn run(
+    ctx: Arc<Context>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> impl Future<Output = ()> + Send + 'static {
+    let started = ctx.readiness.register("reload: hash key");
+    run_controller(ctx, shutdown, started)
+}
+
+async fn run_controller(
+    ctx: Arc<Context>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    started: Mark,
+) {
     let shutdown = crate::shutdown::signal(shutdown);
     let client = ctx.client.clone();
     let ns = ctx.config.namespace.clone();
@@ -716,6 +739,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         let shared = shared.clone();
         let ignored = ignored_resources.clone();
         let shutdown = shutdown.clone();
+        let listed = shared
+            .ctx
+            .readiness
+            .register("reload: Secrets and ConfigMaps");
         async move {
             let filled = async {
                 if !ignored.contains(&ResourceKind::Secret) {
@@ -725,6 +752,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
                     shared.config_maps.wait_until_ready().await;
                 }
                 caches_ready_tx.send_replace(true);
+                listed.ready();
             };
             tokio::select! {
                 () = filled => {}
@@ -759,6 +787,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     } else {
         tracing::info!("Argo Rollouts are not served: Rollouts are not reloaded");
     }
+    // Every cache is registered now: readiness waits for them alone.
+    started.ready();
     let senders: Arc<Senders> = Arc::new(senders);
 
     let secret_events = {

@@ -72,6 +72,8 @@ pub struct Change<'a> {
     pub now: i64,
     /// The annotation names (Reloader's rename flags: `pause-period`, `paused-at`).
     pub names: &'a Names,
+    /// Where a write of several requests runs, so that shutdown cannot cut it halfway.
+    pub writes: &'a crate::shutdown::Writes,
 }
 
 /// What applying a change did.
@@ -612,22 +614,37 @@ impl Workload for Job {
             }),
             ..DeleteParams::default()
         };
-        jobs.delete(&name, &delete).await?;
-        // Deletion may take a moment (finalizers of others): the name is retried for a while.
-        let mut delay = Duration::from_millis(100);
-        let mut waited = Duration::ZERO;
-        loop {
-            match jobs.create(&post_params(), &new).await {
-                Ok(_) => return Ok(Applied::Rolled),
-                Err(kube::Error::Api(e)) if e.code == 409 && waited < Duration::from_secs(30) => {
-                    tokio::time::sleep(delay).await;
-                    waited += delay;
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                }
-                Err(e) => {
-                    tracing::warn!(namespace = %ns, name = %name, error = %e, "the Job was deleted for a reload but could not be created again");
-                    return Err(e.into());
-                }
+        // The delete and the create are one write: shutdown must not cut between them.
+        change
+            .writes
+            .run(replace_job(jobs, ns, name, delete, new))
+            .await
+    }
+}
+
+/// Deletes a Job (at the version the plan was made from) and creates it again as `new`.
+async fn replace_job(
+    jobs: Api<Job>,
+    ns: String,
+    name: String,
+    delete: DeleteParams,
+    new: Job,
+) -> Result<Applied, Error> {
+    jobs.delete(&name, &delete).await?;
+    // Deletion may take a moment (finalizers of others): the name is retried for a while.
+    let mut delay = Duration::from_millis(100);
+    let mut waited = Duration::ZERO;
+    loop {
+        match jobs.create(&post_params(), &new).await {
+            Ok(_) => return Ok(Applied::Rolled),
+            Err(kube::Error::Api(e)) if e.code == 409 && waited < Duration::from_secs(30) => {
+                tokio::time::sleep(delay).await;
+                waited += delay;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => {
+                tracing::warn!(namespace = %ns, name = %name, error = %e, "the Job was deleted for a reload but could not be created again");
+                return Err(e.into());
             }
         }
     }

@@ -4,11 +4,11 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use kube::{Api, Resource, ResourceExt};
 use lockstep_api::duration;
 use lockstep_api::secret_store::{
@@ -18,6 +18,7 @@ use lockstep_providers::{StoreKind, Validation};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::readiness::Mark;
 use crate::stores::{self, ResolvedStore};
 
 /// ESO's store condition reasons.
@@ -200,31 +201,63 @@ fn error_policy<K>(_: Arc<K>, err: &Error, _: Arc<Context>) -> Action {
     Action::requeue(std::time::Duration::from_secs(10))
 }
 
-/// Runs the store controllers until `shutdown` completes.
-pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+/// Runs the store controllers until `shutdown` completes. Their caches (SecretStores, and
+/// ClusterSecretStores when served) are registered with `ctx.readiness` as soon as this is
+/// called, and each is marked once its first list is in.
+pub fn run(
+    ctx: Arc<Context>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> impl Future<Output = ()> + Send + 'static {
+    let stores_ready = ctx.readiness.register("secretstore: SecretStores");
+    let cluster_ready = ctx
+        .config
+        .cluster_stores
+        .then(|| ctx.readiness.register("secretstore: ClusterSecretStores"));
     let shutdown = crate::shutdown::signal(shutdown);
-    let deadline = |what| crate::shutdown::deadline(shutdown.clone(), what, crate::shutdown::GRACE);
+    let grace = ctx.config.shutdown_grace;
+    let deadline = |what| crate::shutdown::deadline(shutdown.clone(), what, grace);
     let client = ctx.client.clone();
     let stores = match ctx.config.namespace.as_deref() {
         Some(ns) => Api::<SecretStore>::namespaced(client.clone(), ns),
         None => Api::<SecretStore>::all(client.clone()),
     };
-    let namespaced = Controller::new(stores, watcher::Config::default())
+    let namespaced = cached(stores, stores_ready)
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile_namespaced, error_policy, ctx.clone())
         .take_until(deadline("secretstore"))
         .for_each(|_| async {});
-    if ctx.config.cluster_stores {
-        let cluster = Controller::new(
-            Api::<ClusterSecretStore>::all(client),
-            watcher::Config::default(),
-        )
-        .graceful_shutdown_on(shutdown.clone())
-        .run(reconcile_cluster, error_policy, ctx.clone())
-        .take_until(deadline("clustersecretstore"))
-        .for_each(|_| async {});
-        futures::join!(namespaced, cluster);
-    } else {
-        namespaced.await;
+    let cluster = cluster_ready.map(|ready| {
+        cached(Api::<ClusterSecretStore>::all(client), ready)
+            .graceful_shutdown_on(shutdown.clone())
+            .run(reconcile_cluster, error_policy, ctx.clone())
+            .take_until(deadline("clustersecretstore"))
+            .for_each(|_| async {})
+    });
+    async move {
+        match cluster {
+            Some(cluster) => {
+                futures::join!(namespaced, cluster);
+            }
+            None => namespaced.await,
+        }
     }
+}
+
+/// A controller of `K` whose cache marks `ready` once its first list is stored.
+fn cached<K>(api: Api<K>, ready: Mark) -> Controller<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default())
+        .reflect(writer)
+        .inspect_ok(ready.on_first_list())
+        .applied_objects();
+    Controller::for_stream(stream, reader)
 }

@@ -37,7 +37,7 @@ pub(crate) fn lockstep_bin() -> PathBuf {
 /// The running binary: its stderr is collected as it comes, printed if the test fails, and the
 /// process is killed if the test ends without stopping it.
 pub(crate) struct Running {
-    child: std::process::Child,
+    pub(crate) child: std::process::Child,
     logs: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
@@ -89,7 +89,7 @@ pub(crate) fn free_port() -> u16 {
 
 /// Creates a ClusterRole from `deploy/rbac/clusterrole.yaml` under a unique name and binds it
 /// in `ns` to the restricted user; returns the role's name (delete it at the end).
-async fn bind_chart_role(admin: &kube::Client, ns: &str) -> String {
+pub(crate) async fn bind_chart_role(admin: &kube::Client, ns: &str) -> String {
     let env = test_env();
     let role_name = unique_name("lockstep");
     let yaml = std::fs::read_to_string(

@@ -7,6 +7,7 @@ mod binary;
 mod chart;
 mod image;
 mod install;
+mod lifecycle;
 mod providers;
 mod reload;
 mod smoke;

@@ -244,8 +244,8 @@ async fn every_values_case_is_accepted_by_the_apiserver_and_passes_restricted() 
             .as_array()
             .expect("env")
             .iter()
-            .any(|e| e["name"] == "RUST_LOG" && e["value"] == "debug"),
-        "log.level reaches RUST_LOG: {}",
+            .any(|e| e["name"] == "LOCKSTEP_LOG_LEVEL" && e["value"] == "debug"),
+        "log.level reaches LOCKSTEP_LOG_LEVEL: {}",
         controller["env"]
     );
     let a = args(&everything);
