@@ -72,6 +72,18 @@ async fn lockstep_pod_logs(pods: &Api<Pod>) -> String {
     all
 }
 
+/// Waits until Secret `name` holds `value` at `key`.
+async fn wait_value(client: &kube::Client, ns: &str, name: &str, key: &str, value: &str) {
+    crate::sync::wait_secret(
+        client,
+        ns,
+        name,
+        &format!("{name} to hold the new value"),
+        |s| crate::sync::value(s, key).as_deref() == Some(value),
+    )
+    .await;
+}
+
 async fn app_pod_showing(pods: &Api<Pod>, wanted: &str) -> Pod {
     eventually(
         &format!("a ready application pod that prints {wanted}"),
@@ -223,23 +235,9 @@ async fn helm_install_syncs_from_openbao_and_rolls_the_application_once_per_rota
         }),
     )
     .await;
-    crate::sync::wait_secret(
-        &client,
-        ns.name(),
-        "aws-secret",
-        "the Secret from AWS through IRSA",
-        |s| crate::sync::value(s, "value").as_deref() == Some(aws_value.as_str()),
-    )
-    .await;
+    wait_value(&client, ns.name(), "aws-secret", "value", &aws_value).await;
     let secrets = Api::<Secret>::namespaced(client.clone(), ns.name());
-    crate::sync::wait_secret(
-        &client,
-        ns.name(),
-        "app-secret",
-        "the Secret with the first value",
-        |s| crate::sync::value(s, "password").as_deref() == Some(first.as_str()),
-    )
-    .await;
+    wait_value(&client, ns.name(), "app-secret", "password", &first).await;
 
     // The application takes the Secret as env and prints it; Reloader's annotation.
     let env_vars = json!([{"name": "VALUE", "valueFrom": {"secretKeyRef": {"name": "app-secret", "key": "password"}}}]);
@@ -261,14 +259,7 @@ async fn helm_install_syncs_from_openbao_and_rolls_the_application_once_per_rota
 
     // Rotate in OpenBao: the Secret follows, and one rollout brings a pod with the new value.
     bao.put_kv2(&path, json!({"password": second})).await;
-    crate::sync::wait_secret(
-        &client,
-        ns.name(),
-        "app-secret",
-        "the Secret with the second value",
-        |s| crate::sync::value(s, "password").as_deref() == Some(second.as_str()),
-    )
-    .await;
+    wait_value(&client, ns.name(), "app-secret", "password", &second).await;
     let new = app_pod_showing(&pods, &second).await;
     assert_ne!(old.metadata.uid, new.metadata.uid);
     let replica_sets = Api::<ReplicaSet>::namespaced(client.clone(), ns.name());
