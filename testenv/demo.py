@@ -1,21 +1,24 @@
 #!/usr/bin/env python3
-"""Lockstep's demo on the local environment: OpenBao -> ExternalSecret -> Secret, then a rotation
-that the Secret follows and that rolls the Deployment using it (a new ReplicaSet).
+"""Lockstep's demo on the local environment: the Helm chart on the environment's node, then
+OpenBao -> ExternalSecret -> Secret -> an application pod that prints the value, a rotation in
+OpenBao, and the new pod (one rollout) that prints the new value.
 
 Run by scripts/demo with the environment's virtualenv Python (it needs PyYAML, which the
-environment installs), after `testenv.py up`. It talks to the apiserver and OpenBao over HTTPS
-with the environment's CAs and tokens, runs `lockstep run --reload` scoped to the `demo` namespace,
-and leaves the objects in place so they can be inspected afterwards. The Deployment `web` is
-annotated `reloader.stakater.com/auto: "true"` and takes the Secret with envFrom; its pod never
-runs (the environment has no kubelet), but kube-controller-manager makes a ReplicaSet for each
-pod template, which is what the demo shows before and after the rotation.
+environment installs), after `scripts/image` and `testenv.py up`. It talks to the apiserver and
+OpenBao over HTTPS with the environment's CAs and tokens, installs the chart cluster-wide into
+`lockstep-system` with helm (built by the environment), and leaves everything in place so it can
+be inspected afterwards. Lockstep runs as a pod from the local image; the store reaches OpenBao
+at the address pods use (the relay on the node's veth) and logs in with kubernetes auth as the
+`demo/openbao-reader` ServiceAccount. The application is the static busybox image, under the
+`restricted` Pod Security Standard, annotated `reloader.stakater.com/auto: "true"`.
 
-With `--aws` (`scripts/demo --aws`) the same story runs against AWS Secrets Manager on moto,
-behind the environment's AWS proxy, with IRSA: a ServiceAccount annotated with
-`eks.amazonaws.com/role-arn`, a SecretStore with `auth.jwt.serviceAccountRef`, and the proxy
-checking the ServiceAccount token with a TokenReview before moto's STS answers
-AssumeRoleWithWebIdentity. It uses the `demo-aws` namespace and boto3 (installed in the
-environment's virtualenv with moto) to write and rotate the secret.
+With `--aws` (`scripts/demo --aws`) a sync and a rotation run against AWS Secrets Manager on
+moto, behind the environment's AWS proxy, with IRSA, by `lockstep run` on the machine itself: a
+ServiceAccount annotated with `eks.amazonaws.com/role-arn`, a SecretStore with
+`auth.jwt.serviceAccountRef`, and the proxy checking the ServiceAccount token with a TokenReview
+before moto's STS answers AssumeRoleWithWebIdentity. It uses the `demo-aws` namespace and boto3
+(installed in the environment's virtualenv with moto) to write and rotate the secret. The chart
+install with IRSA on the node is shown by the `install::helm` test.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -37,6 +41,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 NS = "demo"
+CHART_NS = "lockstep-system"
+# The application image the environment imports into the node (static busybox).
+APP_IMAGE = "lockstep.invalid/app:1"
 
 
 def say(msg: str) -> None:
@@ -129,13 +136,84 @@ def main() -> int:
     lockstep_bin = sys.argv[2]
     kube = Http(env["LOCKSTEP_KUBE_SERVER"], env["LOCKSTEP_KUBE_CA"],
                 {"Authorization": f"Bearer {env['LOCKSTEP_ADMIN_TOKEN']}"})
-    install_crds(kube)
     if "--aws" in sys.argv[3:]:
+        install_crds(kube)
         return aws_demo(env, kube, lockstep_bin)
+    if "LOCKSTEP_NODE_NAME" not in env:
+        sys.exit("the environment has no node (started with --no-node?): the demo installs the chart on it")
+    return chart_demo(env, kube)
+
+
+def restricted_namespace(kube: Http, name: str) -> None:
+    """A namespace whose pods must pass the `restricted` Pod Security Standard."""
+    apply(kube, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest"}}})
+
+
+def pods(kube: Http, ns: str, selector: str) -> list[dict]:
+    """The pods matching `selector` that are Running and Ready and not being deleted, oldest first."""
+    code, lst = kube.call("GET", f"/api/v1/namespaces/{ns}/pods?labelSelector={urllib.parse.quote(selector)}")
+    items = lst.get("items", []) if code == 200 else []
+    ready = [p for p in items if not p["metadata"].get("deletionTimestamp")
+             and (p.get("status") or {}).get("phase") == "Running"
+             and any(c["type"] == "Ready" and c["status"] == "True"
+                     for c in p["status"].get("conditions") or [])]
+    return sorted(ready, key=lambda p: p["metadata"]["creationTimestamp"])
+
+
+def pod_logs(kube: Http, ns: str, name: str) -> str:
+    """A pod's log, read through the apiserver from the node's kubelet."""
+    req = urllib.request.Request(f"{kube.base}/api/v1/namespaces/{ns}/pods/{name}/log")
+    for k, v in kube.headers.items():
+        req.add_header(k, v)
+    try:
+        with urllib.request.urlopen(req, context=kube.ctx, timeout=30) as resp:
+            return resp.read().decode(errors="replace")
+    except urllib.error.HTTPError:
+        return ""
+
+
+def pod_saying(kube: Http, ns: str, wanted: str, timeout: float = 120.0) -> tuple[dict, str]:
+    """Waits for a ready application pod whose log has the line `wanted`."""
+    def check():
+        for pod in pods(kube, ns, "app=web"):
+            log = pod_logs(kube, ns, pod["metadata"]["name"])
+            if wanted + "\n" in log:
+                return pod, log
+        return None
+    return wait(f"an application pod that prints {wanted}", check, timeout)
+
+
+def helm(env: dict[str, str], *args: str) -> None:
+    cmd = [env["LOCKSTEP_HELM"], *args, "--kubeconfig", env["KUBECONFIG"]]
+    shown = ["helm", *args]
+    print("    $ " + " ".join(shown), flush=True)
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"helm failed:\n{out.stdout}\n{out.stderr}")
+
+
+def chart_demo(env: dict[str, str], kube: Http) -> int:
+    """The chart on the node: OpenBao -> ExternalSecret -> Secret -> an application pod, a
+    rotation, and the new pod that Lockstep's reload brings with the new value."""
+    began = time.monotonic()
     bao = Http(env["BAO_ADDR"], env["BAO_CACERT"], {"X-Vault-Token": env["BAO_TOKEN"]})
 
-    say("namespace 'demo' with the ServiceAccount the store logs in to OpenBao as")
-    apply(kube, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    say(f"installing Lockstep's Helm chart on the node ({env['LOCKSTEP_NODE_NAME']}), cluster-wide, "
+        f"in '{CHART_NS}' (restricted Pod Security Standard), with its CRDs")
+    restricted_namespace(kube, CHART_NS)
+    started = time.monotonic()
+    helm(env, "upgrade", "--install", "lockstep", str(ROOT / "deploy" / "charts" / "lockstep"),
+         "--namespace", CHART_NS, "--set", "image.pullPolicy=Never", "--wait", "--timeout", "120s")
+    controller = wait("the Lockstep pod", lambda: pods(kube, CHART_NS, "app.kubernetes.io/name=lockstep"))[0]
+    spec = controller["spec"]["containers"][0]
+    print(f"    pod {CHART_NS}/{controller['metadata']['name']}: Ready in {time.monotonic() - started:.1f}s "
+          f"(image {spec['image']}, uid {spec['securityContext'].get('runAsUser', '?')}, "
+          f"read-only root: {spec['securityContext'].get('readOnlyRootFilesystem')})")
+
+    say(f"namespace '{NS}' (restricted) with the ServiceAccount the store logs in to OpenBao as")
+    restricted_namespace(kube, NS)
     apply(kube, {"apiVersion": "v1", "kind": "ServiceAccount",
                  "metadata": {"name": "openbao-reader", "namespace": NS}})
 
@@ -143,8 +221,7 @@ def main() -> int:
     password = "pw-" + secrets.token_hex(4)
     bao.call("POST", "/v1/secret/data/demo/database", {"data": {"username": "app", "password": password}})
     policy = ('path "secret/data/demo/*" { capabilities = ["read"] }\n'
-              'path "secret/metadata/demo/*" { capabilities = ["read", "list"] }\n'
-              'path "sys/mounts/secret" { capabilities = ["read"] }\n')
+              'path "secret/metadata/demo/*" { capabilities = ["read", "list"] }\n')
     bao.call("PUT", "/v1/sys/policies/acl/demo-read", {"policy": policy})
     bao.call("POST", "/v1/sys/auth/kubernetes-demo", {"type": "kubernetes"})  # 400 if it exists
     bao.call("POST", "/v1/auth/kubernetes-demo/config", {
@@ -160,80 +237,71 @@ def main() -> int:
     store = {
         "apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
         "metadata": {"name": "openbao", "namespace": NS},
-        "spec": {"provider": {"openBao": {
-            "server": env["BAO_ADDR"], "path": "secret", "version": "v2",
-            "caBundle": base64.b64encode(Path(env["BAO_CACERT"]).read_bytes()).decode(),
-            "auth": {"kubernetes": {"path": "kubernetes-demo", "role": "demo",
+        "spec": {"provider": {"vault": {
+            "server": env["LOCKSTEP_NODE_BAO_ADDR"], "path": "secret", "version": "v2",
+            "caBundle": base64.b64encode(Path(env["LOCKSTEP_NODE_BAO_CA"]).read_bytes()).decode(),
+            "auth": {"kubernetes": {"mountPath": "kubernetes-demo", "role": "demo",
                                     "serviceAccountRef": {"name": "openbao-reader", "audiences": ["openbao"]}}}}}}}
     external_secret = {
         "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
         "metadata": {"name": "database", "namespace": NS},
-        "spec": {"refreshInterval": "5s", "secretStoreRef": {"name": "openbao", "kind": "SecretStore"},
+        "spec": {"refreshInterval": "3s", "secretStoreRef": {"name": "openbao", "kind": "SecretStore"},
                  "target": {"name": "database"},
                  "dataFrom": [{"extract": {"key": "demo/database"}}]}}
     print(yaml.safe_dump(external_secret, sort_keys=False))
     apply(kube, store)
     apply(kube, external_secret)
+
+    def secret_data():
+        code, s = kube.call("GET", f"/api/v1/namespaces/{NS}/secrets/database")
+        if code != 200:
+            return None
+        return {k: base64.b64decode(v).decode() for k, v in s.get("data", {}).items()}
+
+    data = wait("the synced Secret", secret_data)
+    say(f"Secret {NS}/database synced by the Lockstep pod from OpenBao: {data}")
+    code, es = kube.call("GET", f"/apis/external-secrets.io/v1/namespaces/{NS}/externalsecrets/database")
+    ready = next(c for c in es["status"]["conditions"] if c["type"] == "Ready")
+    print(f"    ExternalSecret Ready={ready['status']} reason={ready['reason']} message={ready['message']!r}")
+
+    say("Deployment demo/web (reloader.stakater.com/auto: \"true\"): an application pod that "
+        "takes the password as env and prints it")
+    security = {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
+                "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
     apply(kube, {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": NS,
-                                                                     "annotations": {"reloader.stakater.com/auto": "true"}},
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": NS, "annotations": {"reloader.stakater.com/auto": "true"}},
         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
-                 "template": {"metadata": {"labels": {"app": "web"}},
-                              "spec": {"containers": [{"name": "web", "image": "registry.invalid/web:1",
-                                                       "envFrom": [{"secretRef": {"name": "database"}}]}]}}}})
+                 "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+                     "terminationGracePeriodSeconds": 0,
+                     "containers": [{
+                         "name": "web", "image": APP_IMAGE, "imagePullPolicy": "Never",
+                         "command": ["sh", "-c", 'echo "password=$PASSWORD"; exec sleep 86400'],
+                         "env": [{"name": "PASSWORD", "valueFrom": {"secretKeyRef": {
+                             "name": "database", "key": "password"}}}],
+                         "securityContext": security}]}}}})
+    old, log = pod_saying(kube, NS, f"password={password}")
+    print(f"    pod {NS}/{old['metadata']['name']} says: {log.strip()}")
 
-    say("starting `lockstep run --namespace demo --reload` (sync, and Reloader's rollouts)")
-    proc = subprocess.Popen([lockstep_bin, "run", "--namespace", NS, "--reload", "--metrics-addr", "127.0.0.1:0",
-                             "--health-addr", "127.0.0.1:0", "--log-format", "text"],
-                            env={**os.environ, "KUBECONFIG": env["KUBECONFIG"], "RUST_LOG": "info"})
-    try:
-        def secret_data():
-            code, s = kube.call("GET", f"/api/v1/namespaces/{NS}/secrets/database")
-            if code != 200:
-                return None
-            return {k: base64.b64decode(v).decode() for k, v in s.get("data", {}).items()}
-
-        data = wait("the synced Secret", secret_data)
-        say(f"Secret demo/database synced from OpenBao: {data}")
-        code, es = kube.call("GET", f"/apis/external-secrets.io/v1/namespaces/{NS}/externalsecrets/database")
-        ready = next(c for c in es["status"]["conditions"] if c["type"] == "Ready")
-        print(f"    ExternalSecret Ready={ready['status']} reason={ready['reason']} message={ready['message']!r}")
-
-        # The reload controller records the Secret's hash on the Deployment (its baseline)
-        # without rolling it; kube-controller-manager has made the first ReplicaSet.
-        wait("the Deployment's reload baseline", lambda: baseline(kube).get("secret/database", "absent") != "absent")
-        before = wait("the Deployment's first ReplicaSet", lambda: replica_sets(kube))
-        say("Deployment demo/web (reloader.stakater.com/auto: \"true\", envFrom the Secret): "
-            "ReplicaSets before the rotation")
-        show_replica_sets(before)
-
-        rotated = "pw-" + secrets.token_hex(4)
-        say(f"rotating the password in OpenBao to {rotated}")
-        bao.call("POST", "/v1/secret/data/demo/database", {"data": {"username": "app", "password": rotated}})
-        started = time.monotonic()
-        data = wait("the Secret to follow the rotation",
-                    lambda: (d := secret_data()) and d.get("password") == rotated and d)
-        say(f"Secret followed the rotation in {time.monotonic() - started:.1f}s: {data}")
-        names = {rs["metadata"]["name"] for rs in before}
-        after = wait("the Deployment's new ReplicaSet",
-                     lambda: (r := replica_sets(kube)) and any(x["metadata"]["name"] not in names for x in r) and r)
-        say(f"Deployment demo/web rolled: a new ReplicaSet {time.monotonic() - started:.1f}s after the rotation")
-        show_replica_sets(after)
-        code, d = kube.call("GET", f"/apis/apps/v1/namespaces/{NS}/deployments/web")
-        env_vars = [e["name"] for c in d["spec"]["template"]["spec"]["containers"] for e in c.get("env") or []]
-        print(f"    pod template env set by the reload: {', '.join(env_vars)} (a keyed hash of the data, "
-              "not the data)")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+    rotated = "pw-" + secrets.token_hex(4)
+    say(f"rotating the password in OpenBao to {rotated}")
+    bao.call("POST", "/v1/secret/data/demo/database", {"data": {"username": "app", "password": rotated}})
+    started = time.monotonic()
+    data = wait("the Secret to follow the rotation",
+                lambda: (d := secret_data()) and d.get("password") == rotated and d)
+    synced = time.monotonic() - started
+    print(f"    Secret {NS}/database followed in {synced:.1f}s (refreshInterval 3s): {data}")
+    new, log = pod_saying(kube, NS, f"password={rotated}")
+    say(f"a new pod {NS}/{new['metadata']['name']} says: {log.strip()} "
+        f"({time.monotonic() - started:.1f}s after the rotation)")
+    old_gone = wait("the old pod to go", lambda: all(
+        p["metadata"]["uid"] != old["metadata"]["uid"] for p in pods(kube, NS, "app=web")) or None)
+    if old_gone:
+        print(f"    the old pod {old['metadata']['name']} is gone; one rollout, ReplicaSets:")
+    show_replica_sets(replica_sets(kube))
+    print(f"\n    demo done in {time.monotonic() - began:.1f}s (after the environment was up)")
     return 0
-
-
-def baseline(kube: Http) -> dict:
-    """The reload baselines Lockstep recorded on Deployment demo/web."""
-    code, d = kube.call("GET", f"/apis/apps/v1/namespaces/{NS}/deployments/web")
-    text = (d.get("metadata", {}).get("annotations") or {}).get("reload.lockstep.dev/hashes") if code == 200 else None
-    return json.loads(text) if text else {}
 
 
 def replica_sets(kube: Http) -> list[dict]:

@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
-"""Lockstep's local test environment: a real control plane, OpenBao and moto on loopback.
+"""Lockstep's local test environment: a real control plane, a node, OpenBao and moto.
 
-Builds kube-apiserver, kube-controller-manager and etcd from their Go modules (pinned in
-testenv/go/*/go.mod) into a cache outside the repository, installs OpenBao and moto into a
-virtualenv in the same cache, then starts every server on free loopback ports with freshly
-generated certificates, and writes one env file that tests and the demo source.
+Builds kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy and etcd from
+their Go modules (pinned in testenv/go/*/go.mod) into a cache outside the repository, installs
+OpenBao and moto into a virtualenv in the same cache and the node's containerd, runc and CNI
+plugins from Debian, then starts every server on free loopback ports (the node in a network
+namespace of its own) with freshly generated certificates, and writes one env file that tests
+and the demo source. `--no-node` (before the command) leaves the node out.
 
 Commands:
   build            build and install everything, start nothing
   run -- CMD...    start the environment, run CMD with its variables, stop everything
   up               start the environment in the background (for the demo and for debugging)
-  down             stop what `up` started
+  down             stop what `up` started, then clean
+  clean            remove what environments whose supervisor was killed (kill -9) left behind:
+                   processes, containers, the node's cgroups, network namespace and veth, state
+                   folders; every start does this too, and running environments are untouched
   status           say whether an environment started by `up` is running
 
 Only the Python standard library, Go and openssl are used here; nothing is downloaded except
@@ -492,11 +497,24 @@ class Environment:
             free_ports(8)
         (bao_port,) = free_ports(1, pair=True)  # OpenBao's cluster listener takes port + 1
         (bao_node_port,) = free_ports(1, pair=True)
-        bao_node_config = st / "openbao-node.hcl"
-        bao_node_config.write_text(
-            f'listener "tcp" {{\n  address = "127.0.0.1:{bao_node_port}"\n'
-            f'  tls_cert_file = "{st / "openbao-node.crt"}"\n'
-            f'  tls_key_file = "{st / "openbao-node.key"}"\n}}\n')
+        # OpenBao's extra configuration: a file audit device (OpenBao 2.x declares audit devices
+        # in its configuration only), which tests count requests in, and with the node a second
+        # listener for pods.
+        bao_audit_log = st / "openbao-audit.log"
+        bao_config = st / "openbao.hcl"
+        bao_config.write_text(
+            f'audit "file" "testenv" {{\n  options {{\n    file_path = "{bao_audit_log}"\n  }}\n}}\n'
+            + (f'listener "tcp" {{\n  address = "127.0.0.1:{bao_node_port}"\n'
+               f'  tls_cert_file = "{st / "openbao-node.crt"}"\n'
+               f'  tls_key_file = "{st / "openbao-node.key"}"\n}}\n' if net else ""))
+        # The apiserver's audit log: who read or listed Secrets, at the Metadata level (no
+        # bodies), for ServiceAccounts only; tests count a store's reads by its identity.
+        kube_audit_log = st / "kube-audit.log"
+        (st / "kube-audit-policy.yaml").write_text(
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n"
+            "- level: Metadata\n  userGroups: [system:serviceaccounts]\n  verbs: [get, list]\n"
+            "  resources: [{group: \"\", resources: [secrets]}]\n"
+            "- level: None\n")
 
         # etcd
         etcd = self._spawn("etcd", [
@@ -527,9 +545,9 @@ class Environment:
             str(venv / "bin" / "bao"), "server", "-dev", "-dev-tls",
             f"-dev-tls-cert-dir={bao_tls}", f"-dev-listen-address=127.0.0.1:{bao_port}",
             f"-dev-root-token-id={bao_token}",
-            # Pods reach OpenBao through the relay on the node's veth, on a second listener
-            # whose certificate (from the environment's CA) names the veth's address.
-            *([f"-config={bao_node_config}"] if net else []),
+            # The audit device; pods reach OpenBao through the relay on the node's veth, on a
+            # second listener whose certificate (from the environment's CA) names its address.
+            f"-config={bao_config}",
         ], env={**os.environ, "HOME": str(bao_home)})
 
         wait_until("etcd", etcd, lambda: b'"health":"true"' in
@@ -565,6 +583,9 @@ class Environment:
             f"--service-cluster-ip-range={node.SERVICE_CIDR}",
             "--allow-privileged=true",
             "--profiling=false",
+            f"--audit-policy-file={st / 'kube-audit-policy.yaml'}",
+            f"--audit-log-path={kube_audit_log}",
+            "--audit-log-format=json",
             "--v=0",
         ])
         server = f"https://127.0.0.1:{api_port}"
@@ -678,6 +699,8 @@ class Environment:
             "LOCKSTEP_OPENBAO_REVIEWER_JWT": reviewer,
             "BAO_ADDR": f"https://127.0.0.1:{bao_port}",
             "BAO_CACERT": str(bao_ca),
+            "LOCKSTEP_BAO_AUDIT_LOG": str(bao_audit_log),
+            "LOCKSTEP_KUBE_AUDIT_LOG": str(kube_audit_log),
             "BAO_TOKEN": bao_token,
             "AWS_ENDPOINT_URL": proxy_url,
             "LOCKSTEP_AWS_PROXY": proxy_url,
@@ -1013,6 +1036,13 @@ def cmd_down() -> int:
     return 0
 
 
+def cmd_clean() -> int:
+    """Removes what killed environments left (see clean_stale_states); running ones are untouched."""
+    clean_stale_states()
+    say("cleaned up after every environment whose supervisor is gone")
+    return 0
+
+
 def cmd_status() -> int:
     pid = current_pid()
     if pid is None or not CURRENT_ENV.exists():
@@ -1027,7 +1057,7 @@ def main() -> int:
     parser.add_argument("--no-node", action="store_true",
                         help="without the node (kube-scheduler, kubelet, kube-proxy, containerd): "
                              "pods stay Pending")
-    parser.add_argument("command", choices=["build", "run", "up", "down", "status", "supervise"])
+    parser.add_argument("command", choices=["build", "run", "up", "down", "clean", "status", "supervise"])
     parser.add_argument("args", nargs=argparse.REMAINDER)
     ns = parser.parse_args()
     rest = ns.args[1:] if ns.args[:1] == ["--"] else ns.args
@@ -1043,6 +1073,8 @@ def main() -> int:
         return cmd_up(with_node)
     if ns.command == "down":
         return cmd_down()
+    if ns.command == "clean":
+        return cmd_clean()
     if ns.command == "status":
         return cmd_status()
     return cmd_supervise(with_node)

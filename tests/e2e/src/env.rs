@@ -35,6 +35,16 @@ fn default_env_path() -> PathBuf {
 }
 
 impl TestEnv {
+    /// The environment whose env file is `path`: a second environment a test starts itself.
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("reading the env file {}: {e}", path.display()))?;
+        Ok(Self {
+            vars: parse_env_file(&text),
+            path: path.to_owned(),
+        })
+    }
+
     fn load() -> Result<Self, String> {
         let path = std::env::var_os("LOCKSTEP_TESTENV")
             .map(PathBuf::from)

@@ -4,3 +4,4 @@ pub(crate) mod control_plane;
 mod moto;
 mod node;
 mod openbao;
+mod teardown;
