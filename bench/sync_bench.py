@@ -16,7 +16,11 @@ It measures, for N ExternalSecrets that each read their own OpenBao KV v2 key:
           (create time = when the create call returned; Ready time = when a watch on
           ExternalSecrets delivered the Ready status);
   memory  a fresh `lockstep run` on a namespace with MEM_N ExternalSecrets whose OpenBao values
-          are 64-256 KiB and UNRELATED unrelated Secrets: peak RSS (VmHWM).
+          are 64-256 KiB and UNRELATED unrelated Secrets: peak RSS (VmHWM);
+  shared  N ExternalSecrets on KEYS keys (ExternalSecret i reads key i % KEYS, refresh every
+          SHARED_REFRESH seconds): OpenBao reads of those keys at the cold start and in one full
+          refresh cycle (every ExternalSecret's refreshTime moved on once); the target is one
+          read per key for each.
 
 For every phase it counts provider requests twice: from OpenBao's audit log (a file audit
 device, one `request` entry per request, grouped by operation and path) and from Lockstep's own
@@ -60,6 +64,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NS = "lockstep-bench"
 NS_MEM = "lockstep-bench-mem"
 NS_IDLE = "lockstep-bench-idle"
+NS_SHARED = "lockstep-bench-shared"
 SA = "bench-reader"
 AUTH_MOUNT = "kubernetes-bench"
 ROLE = "bench"
@@ -726,7 +731,7 @@ class Bench:
             "token_reviewer_jwt": self.env["LOCKSTEP_OPENBAO_REVIEWER_JWT"]})
         bao.must("POST", f"/v1/auth/{AUTH_MOUNT}/role/{ROLE}", {
             "bound_service_account_names": [SA],
-            "bound_service_account_namespaces": [NS, NS_MEM, NS_IDLE],
+            "bound_service_account_namespaces": [NS, NS_MEM, NS_IDLE, NS_SHARED],
             "audience": "openbao", "token_policies": ["bench-read"], "token_ttl": "1h"})
 
     def write_values(self, prefix: str, n: int, size_of) -> int:
@@ -946,6 +951,82 @@ class Bench:
         self.lockstep = None
         watch.stop()
 
+    def phase_shared(self) -> None:
+        n, keys, refresh = self.args.n, self.args.keys, self.args.shared_refresh
+        audit = AuditCounter(self.bao.audit_log)
+        self.namespace(NS_SHARED)
+        say(f"writing {keys} OpenBao values and creating {n} ExternalSecrets that read them")
+        self.write_values("shared", keys, lambda i: 64)
+
+        def create(i: int) -> str:
+            name = f"shared-{i:05d}"
+            body = self.es_body(name, f"bench/shared/{i % keys:05d}")
+            body["spec"]["refreshInterval"] = f"{refresh}s"
+            code, out = self.kube.call("POST", f"{ES_API}/namespaces/{NS_SHARED}/externalsecrets", body)
+            if code not in (201, 409):
+                fail(f"creating ExternalSecret {name}: HTTP {code}: {str(out)[:300]}")
+            return name
+        names = parallel(create, range(n), self.args.workers)
+        # Object timestamps are whole seconds: a sync shares only reads that started at least a
+        # second after its ExternalSecret last changed.
+        time.sleep(1.5)
+
+        def key_reads() -> tuple[int, int]:
+            counts = audit.since_mark()
+            reads = [c["requests"] for (op, path), c in counts.items()
+                     if op == "read" and path == "secret/data/bench/shared/*"]
+            return sum(reads), sum(c["requests"] for c in counts.values())
+
+        def refresh_times() -> dict[str, str]:
+            lst = self.kube.must("GET", f"{ES_API}/namespaces/{NS_SHARED}/externalsecrets")
+            return {es["metadata"]["name"]: (es.get("status") or {}).get("refreshTime", "")
+                    for es in lst.get("items", [])}
+
+        phase = Phase(f"shared keys: {n} ExternalSecrets on {keys} OpenBao keys "
+                      f"(refreshInterval {refresh}s, --concurrency {self.args.concurrency})")
+        audit.mark()
+        ls = self.lockstep = self.start_lockstep(NS_SHARED, "shared")
+        t0 = ls.started
+        deadline = time.monotonic() + self.args.timeout
+        while True:
+            cold = refresh_times()
+            if len(cold) == n and all(cold.values()):
+                break
+            ls.check_alive()
+            if time.monotonic() > deadline:
+                fail(f"shared keys: {sum(1 for v in cold.values() if v)} of {n} synced "
+                     f"after {self.args.timeout}s")
+            time.sleep(0.5)
+        t_cold = time.monotonic() - t0
+        cold_reads, cold_all = key_reads()
+        phase.row("all synced after process start", fmt_s(t_cold))
+        phase.row("OpenBao reads of the keys, cold start",
+                  f"{cold_reads} for {n} ExternalSecrets on {keys} keys (all requests {cold_all})")
+        newest = max(cold.values())
+        audit.mark()
+        t1 = time.monotonic()
+        deadline = t1 + refresh * 3 + self.args.timeout
+        while True:
+            now = refresh_times()
+            if len(now) == n and all(v > newest for v in now.values()):
+                break
+            ls.check_alive()
+            if time.monotonic() > deadline:
+                fail("shared keys: the refresh cycle did not complete")
+            time.sleep(0.5)
+        cycle_reads, cycle_all = key_reads()
+        phase.row("OpenBao reads of the keys, one full refresh cycle",
+                  f"{cycle_reads} (all requests {cycle_all}; the cycle took "
+                  f"{fmt_s(time.monotonic() - t1)} to complete)")
+        phase.row("distinct refreshTimes after the cycle", f"{len(set(now.values()))} for {keys} keys")
+        self.results["shared"] = {"n": n, "keys": keys, "refresh_s": refresh, "synced_s": t_cold,
+                                  "cold_reads": cold_reads, "cycle_reads": cycle_reads,
+                                  "cold_requests": cold_all, "cycle_requests": cycle_all}
+        self.phases.append(phase)
+        print(phase.render(), flush=True)
+        ls.stop()
+        self.lockstep = None
+
     def run(self) -> int:
         a = self.args
         head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
@@ -968,6 +1049,8 @@ class Bench:
                 self.phase_cold_and_burst()
             if "memory" in a.phases:
                 self.phase_memory()
+            if "shared" in a.phases:
+                self.phase_shared()
         finally:
             if self.lockstep:
                 self.lockstep.stop()
@@ -1002,6 +1085,12 @@ class Bench:
                          f"{b['apiserver_requests'] / b['n']:.1f}", "", ""))
         if "idle" in r:
             rows.append(("idle peak RSS", mib(r["idle"]["vmhwm_kib"]), "", ""))
+        if "shared" in r:
+            sh = r["shared"]
+            for what, reads in (("cold start", sh["cold_reads"]), ("refresh cycle", sh["cycle_reads"])):
+                rows.append((f"OpenBao reads, {sh['n']} ExternalSecrets on {sh['keys']} keys, {what}",
+                             str(reads), f"target <= {sh['keys']}",
+                             "MET" if reads <= sh["keys"] else "MISSED"))
         if "memory" in r:
             m = r["memory"]
             rows.append((f"memory scenario peak RSS ({m['n']} x 64-256 KiB, {m['unrelated']} unrelated)",
@@ -1030,15 +1119,20 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=16, help="client threads creating objects")
     p.add_argument("--timeout", type=float, default=300, help="seconds to wait for Ready in each phase")
     p.add_argument("--phases", default="idle,sync,memory",
-                   help="comma-separated phases to run: idle, sync (cold start + burst), memory")
+                   help="comma-separated phases to run: idle, sync (cold start + burst), memory, shared")
+    p.add_argument("--keys", type=int, default=100, help="distinct OpenBao keys in the shared phase")
+    p.add_argument("--shared-refresh", type=int, default=30,
+                   help="refreshInterval (seconds) of the shared phase's ExternalSecrets")
     p.add_argument("--keep-logs", action="store_true", help="keep Lockstep's and OpenBao's logs")
     p.add_argument("--json", help="also write the results to this file")
     p.add_argument("--lockstep", default=str(Path(target) / "release" / "lockstep"),
                    help="the lockstep binary (default: the release build in CARGO_TARGET_DIR)")
     args = p.parse_args()
     args.phases = set(args.phases.split(","))
-    if not args.phases or not args.phases <= {"idle", "sync", "memory"}:
-        fail("--phases takes a comma-separated subset of: idle, sync, memory")
+    if not args.phases or not args.phases <= {"idle", "sync", "memory", "shared"}:
+        fail("--phases takes a comma-separated subset of: idle, sync, memory, shared")
+    if args.keys < 1 or args.keys > args.n:
+        fail("--keys must be between 1 and --n")
     if args.n < 1 or args.mem_n < 1 or args.n > 100000:
         fail("--n and --mem-n must be between 1 and 100000")
     return Bench(args).run()

@@ -101,13 +101,17 @@ impl Context {
             config.aws_client_recheck,
         )
         .with_observer(metrics.provider_call_observer());
+        let kubernetes_clients = lockstep_providers::kubernetes::KubernetesCache::default()
+            .with_observer(metrics.provider_call_observer());
+        let vault_clients = lockstep_providers::vault::VaultCache::default()
+            .with_observer(metrics.provider_call_observer());
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             config,
             metrics,
-            kubernetes_clients: Default::default(),
-            vault_clients: Default::default(),
+            kubernetes_clients,
+            vault_clients,
             aws_clients,
             readiness: Default::default(),
             writes: Default::default(),

@@ -372,7 +372,7 @@ async fn sync(
     .await;
     // The data is as old as the oldest coalesced read it came from (for the sync that started
     // a read, when that read started, so that it and the syncs that shared the read get the
-    // same time); reads that are not coalesced (other providers) started after `now`.
+    // same time); reads that are not coalesced (the `fake` provider's lookups) started after `now`.
     let read_at = oldest_read.unwrap_or(now);
     let fetched = match fetched? {
         Outcome::OtherController => return Ok(Action::await_change()),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use lockstep_api::value::SecretValue;
 
 use super::reader::KubernetesSecrets;
-use crate::StoreKind;
+use crate::{CallObserver, NoCalls, StoreKind};
 
 /// How many store clients are kept by default.
 pub const DEFAULT_CAPACITY: usize = 256;
@@ -92,6 +92,8 @@ pub struct KubernetesCache {
     pub(super) tokens: TokenCache,
     pub(super) capacity: usize,
     pub(super) recheck: Duration,
+    /// Counts the requests the clients send to the remote apiserver.
+    pub(super) observer: Arc<dyn CallObserver>,
 }
 
 impl Default for KubernetesCache {
@@ -121,7 +123,15 @@ impl KubernetesCache {
             tokens: TokenCache::new(capacity.saturating_mul(4)),
             capacity,
             recheck,
+            observer: Arc::new(NoCalls),
         }
+    }
+
+    /// The same cache, counting every read its clients send to the remote apiserver with
+    /// `observer` (`externalsecret_provider_api_calls_count`).
+    pub fn with_observer(mut self, observer: Arc<dyn CallObserver>) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// How many store clients are cached.
@@ -224,7 +234,12 @@ mod tests {
         Entry {
             spec_hash: 1,
             fingerprint: [7; 32],
-            client: Arc::new(KubernetesSecrets::new(client, "default", false)),
+            client: Arc::new(KubernetesSecrets::new(
+                client,
+                "default",
+                false,
+                Arc::new(NoCalls),
+            )),
             recheck_at,
             last_used: Instant::now(),
         }

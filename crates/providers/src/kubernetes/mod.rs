@@ -83,6 +83,7 @@ pub async fn client(
         kube_client,
         spec.remote_namespace(),
         referent,
+        cache.observer.clone(),
     ));
     cache.insert(
         key,

@@ -1,11 +1,19 @@
 //! Reading Secrets of the remote namespace the way ESO's kubernetes provider does.
+//!
+//! Reads of one Secret and listings go through the client's shared reads
+//! ([`crate::coalesce`]): ExternalSecrets that read the same Secret through one store identity
+//! (the client is per store and acting namespace) at about the same time cost one request to
+//! the apiserver. The shared answer is the object as JSON in a [`SecretValue`] (zeroized on
+//! drop), decoded again by each caller.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use futures::FutureExt;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
     SelfSubjectRulesReview, SelfSubjectRulesReviewSpec,
@@ -17,10 +25,15 @@ use lockstep_api::external_secret::{Find, MetadataPolicy, RemoteRef};
 use lockstep_api::value::SecretValue;
 
 use super::gojson;
-use crate::{ProviderError, Result, SecretMap, SecretsClient, Validation};
+use crate::coalesce::Flights;
+use crate::{CallObserver, ProviderError, Result, SecretMap, SecretsClient, Validation};
 
 const LABELS: &str = "labels";
 const ANNOTATIONS: &str = "annotations";
+
+/// The `provider` label of the requests counted in `externalsecret_provider_api_calls_count`
+/// (ESO's).
+const METRICS_PROVIDER: &str = "Kubernetes";
 
 /// Page size for listing Secrets in `find`.
 const PAGE: u32 = 500;
@@ -33,7 +46,20 @@ pub(super) struct KubernetesSecrets {
     /// A ClusterSecretStore with referent authentication: `validate` cannot judge it.
     referent_cluster_store: bool,
     /// Set when the remote apiserver refused the credentials (401): the cache rebuilds.
-    stale: AtomicBool,
+    stale: Arc<AtomicBool>,
+    /// Reads in flight or just finished, shared by identical reads.
+    reads: Flights<ReadKey>,
+    /// Counts the requests sent to the apiserver.
+    observer: Arc<dyn CallObserver>,
+}
+
+/// What one shared read asks for.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum ReadKey {
+    /// One Secret, by name.
+    Get(String),
+    /// Every Secret of the namespace, with this label selector (empty: none).
+    List(String),
 }
 
 impl KubernetesSecrets {
@@ -41,13 +67,16 @@ impl KubernetesSecrets {
         client: kube::Client,
         remote_namespace: &str,
         referent_cluster_store: bool,
+        observer: Arc<dyn CallObserver>,
     ) -> Self {
         Self {
             secrets: Api::namespaced(client.clone(), remote_namespace),
             client,
             remote_namespace: remote_namespace.to_owned(),
             referent_cluster_store,
-            stale: AtomicBool::new(false),
+            stale: Arc::default(),
+            reads: Flights::default(),
+            observer,
         }
     }
 
@@ -62,60 +91,141 @@ impl KubernetesSecrets {
 
     /// Maps a failed call; messages name the call, never a value or the server's body.
     fn error(&self, what: &str, e: kube::Error) -> ProviderError {
-        match &e {
-            kube::Error::Api(s) if s.code == 401 => {
-                self.stale.store(true, Ordering::Relaxed);
-                ProviderError::Auth(format!(
-                    "{what}: the remote apiserver refused the credentials"
-                ))
-            }
-            kube::Error::Api(s) if s.code == 403 => ProviderError::AccessDenied(format!(
-                "{what}: forbidden for the store's credentials"
-            )),
-            kube::Error::Api(s) if s.code == 404 => ProviderError::NotFound {
-                key: what.to_owned(),
-            },
-            kube::Error::Api(s) => {
-                ProviderError::Unavailable(format!("{what}: {} ({})", s.reason, s.code))
-            }
-            kube::Error::SerdeError(_) => ProviderError::Unavailable(format!(
-                "{what}: the remote apiserver's answer could not be decoded"
-            )),
-            _ => ProviderError::Unavailable(format!("{what}: {e}")),
-        }
+        map_error(&self.stale, what, e)
     }
 
     async fn get(&self, key: &str) -> Result<Secret> {
         check_name(key)?;
         let what = format!("reading Secret {}/{key}", self.remote_namespace);
-        self.secrets
-            .get_opt(key)
-            .await
-            .map_err(|e| self.error(&what, e))?
-            .ok_or_else(|| ProviderError::NotFound {
-                key: key.to_owned(),
+        let (secrets, stale, observer) = (
+            self.secrets.clone(),
+            self.stale.clone(),
+            self.observer.clone(),
+        );
+        let name = key.to_owned();
+        let body = self
+            .reads
+            .get(ReadKey::Get(name.clone()), move || {
+                async move {
+                    let result = secrets
+                        .get_opt(&name)
+                        .await
+                        .map_err(|e| map_error(&stale, &what, e))
+                        .and_then(|s| s.ok_or(ProviderError::NotFound { key: name }));
+                    observer.call(METRICS_PROVIDER, "GetSecret", status(&result));
+                    result.and_then(|mut secret| {
+                        let json = to_json(&secret);
+                        wipe_secret(&mut secret);
+                        json
+                    })
+                }
+                .boxed()
             })
+            .await?;
+        from_json(&body, key)
     }
 
     async fn list(&self, label_selector: Option<&str>) -> Result<Vec<Secret>> {
+        let selector = label_selector.unwrap_or_default().to_owned();
+        let (secrets, stale, observer) = (
+            self.secrets.clone(),
+            self.stale.clone(),
+            self.observer.clone(),
+        );
         let what = format!("listing Secrets in {}", self.remote_namespace);
-        let mut params = ListParams::default().limit(PAGE);
-        if let Some(selector) = label_selector.filter(|s| !s.is_empty()) {
-            params = params.labels(selector);
+        let body = self
+            .reads
+            .get(ReadKey::List(selector.clone()), move || {
+                async move {
+                    let result = list_all(&secrets, &selector)
+                        .await
+                        .map_err(|e| map_error(&stale, &what, e));
+                    observer.call(METRICS_PROVIDER, "ListSecrets", status(&result));
+                    result.and_then(|mut all| {
+                        let json = to_json(&all);
+                        all.iter_mut().for_each(wipe_secret);
+                        json
+                    })
+                }
+                .boxed()
+            })
+            .await?;
+        from_json(&body, &self.remote_namespace)
+    }
+}
+
+/// Every Secret of the namespace matching `selector` (empty: all), page by page.
+async fn list_all(secrets: &Api<Secret>, selector: &str) -> kube::Result<Vec<Secret>> {
+    let mut params = ListParams::default().limit(PAGE);
+    if !selector.is_empty() {
+        params = params.labels(selector);
+    }
+    let mut all = Vec::new();
+    loop {
+        let page = secrets.list(&params).await?;
+        all.extend(page.items);
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(all),
         }
-        let mut all = Vec::new();
-        loop {
-            let page = self
-                .secrets
-                .list(&params)
-                .await
-                .map_err(|e| self.error(&what, e))?;
-            all.extend(page.items);
-            match page.metadata.continue_.filter(|c| !c.is_empty()) {
-                Some(token) => params = params.continue_token(&token),
-                None => return Ok(all),
-            }
+    }
+}
+
+/// The label of one request's outcome in `externalsecret_provider_api_calls_count`; as ESO,
+/// an answered read of a missing Secret is a success.
+fn status<T>(result: &Result<T>) -> &'static str {
+    match result {
+        Ok(_) | Err(ProviderError::NotFound { .. }) => "success",
+        Err(_) => "error",
+    }
+}
+
+/// An object as JSON, kept in a [`SecretValue`] so that it is zeroized when dropped.
+fn to_json<T: serde::Serialize>(value: &T) -> Result<SecretValue> {
+    serde_json::to_vec(value)
+        .map(SecretValue::new)
+        .map_err(|_| ProviderError::InvalidData("a Secret could not be encoded".into()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(body: &SecretValue, what: &str) -> Result<T> {
+    serde_json::from_slice(body.expose()).map_err(|_| {
+        ProviderError::InvalidData(format!("the shared read of {what:?} could not be decoded"))
+    })
+}
+
+/// Overwrites the values of a Secret that was copied into a shared read.
+fn wipe_secret(secret: &mut Secret) {
+    if let Some(data) = secret.data.take() {
+        wipe(data.into_iter().map(|(k, v)| (k, v.0)).collect());
+    }
+    if let Some(data) = secret.string_data.take() {
+        data.into_values().for_each(wipe_string);
+    }
+}
+
+/// Maps a failed call; messages name the call, never a value or the server's body. A 401
+/// marks the client stale, so the cache builds it again from fresh credentials.
+fn map_error(stale: &AtomicBool, what: &str, e: kube::Error) -> ProviderError {
+    match &e {
+        kube::Error::Api(s) if s.code == 401 => {
+            stale.store(true, Ordering::Relaxed);
+            ProviderError::Auth(format!(
+                "{what}: the remote apiserver refused the credentials"
+            ))
         }
+        kube::Error::Api(s) if s.code == 403 => {
+            ProviderError::AccessDenied(format!("{what}: forbidden for the store's credentials"))
+        }
+        kube::Error::Api(s) if s.code == 404 => ProviderError::NotFound {
+            key: what.to_owned(),
+        },
+        kube::Error::Api(s) => {
+            ProviderError::Unavailable(format!("{what}: {} ({})", s.reason, s.code))
+        }
+        kube::Error::SerdeError(_) => ProviderError::Unavailable(format!(
+            "{what}: the remote apiserver's answer could not be decoded"
+        )),
+        _ => ProviderError::Unavailable(format!("{what}: {e}")),
     }
 }
 

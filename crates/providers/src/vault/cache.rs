@@ -6,6 +6,11 @@
 //! a new client and a new login while the old client is dropped. The cache holds at most
 //! `capacity` clients and drops the least recently used; a dropped client revokes the token it
 //! logged in for once its last in-flight user is done.
+//!
+//! Beside each client the cache keeps its reads in flight and just finished
+//! ([`crate::coalesce`]), so identical reads by ExternalSecrets of one store identity are
+//! shared; they are kept outside the client, so that a read in flight never keeps a dropped
+//! client (and its token) alive.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,7 +20,9 @@ use tokio::sync::OnceCell;
 
 use super::client::VaultClient;
 use super::config::Flavor;
-use crate::StoreKind;
+use super::kv::ReadKey;
+use crate::coalesce::Flights;
+use crate::{CallObserver, NoCalls, StoreKind};
 
 /// Settings of a [`VaultCache`].
 #[derive(Clone, Debug)]
@@ -61,8 +68,12 @@ pub(crate) struct Key {
 
 type Slot = Arc<OnceCell<Arc<VaultClient>>>;
 
+/// The reads of one client, shared by its callers.
+pub(crate) type Reads = Arc<Flights<ReadKey>>;
+
 struct Entry {
     slot: Slot,
+    reads: Reads,
     last_used: u64,
 }
 
@@ -77,6 +88,7 @@ struct Inner {
 pub struct VaultCache {
     inner: Mutex<Inner>,
     config: VaultCacheConfig,
+    observer: Arc<dyn CallObserver>,
 }
 
 impl Default for VaultCache {
@@ -103,7 +115,20 @@ impl VaultCache {
                 capacity: config.capacity.max(1),
                 ..config
             },
+            observer: Arc::new(NoCalls),
         }
+    }
+
+    /// The same cache, counting every read its clients send to the server with `observer`
+    /// (`externalsecret_provider_api_calls_count`).
+    pub fn with_observer(mut self, observer: Arc<dyn CallObserver>) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    /// Who counts the reads sent to the server.
+    pub(crate) fn observer(&self) -> Arc<dyn CallObserver> {
+        self.observer.clone()
     }
 
     /// The cache's settings.
@@ -139,24 +164,27 @@ impl VaultCache {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The slot of `key`, created when missing. A new slot evicts the clients of the same
-    /// identity with another spec hash, then the least recently used beyond the capacity.
-    pub(crate) fn slot(&self, key: &Key) -> Slot {
+    /// The slot of `key` and its shared reads, created when missing. A new slot evicts the
+    /// clients of the same identity with another spec hash, then the least recently used
+    /// beyond the capacity.
+    pub(crate) fn slot(&self, key: &Key) -> (Slot, Reads) {
         let mut inner = self.lock();
         inner.tick += 1;
         let tick = inner.tick;
         if let Some(entry) = inner.entries.get_mut(key) {
             entry.last_used = tick;
-            return entry.slot.clone();
+            return (entry.slot.clone(), entry.reads.clone());
         }
         inner
             .entries
             .retain(|k, _| k.identity != key.identity || k.spec_hash == key.spec_hash);
         let slot: Slot = Arc::new(OnceCell::new());
+        let reads: Reads = Arc::default();
         inner.entries.insert(
             key.clone(),
             Entry {
                 slot: slot.clone(),
+                reads: reads.clone(),
                 last_used: tick,
             },
         );
@@ -171,6 +199,6 @@ impl VaultCache {
             };
             inner.entries.remove(&oldest);
         }
-        slot
+        (slot, reads)
     }
 }

@@ -24,6 +24,15 @@ pub(crate) enum Flavor {
 }
 
 impl Flavor {
+    /// The `provider` label of the requests counted in `externalsecret_provider_api_calls_count`
+    /// (ESO's `HashiCorp/Vault`).
+    pub(crate) fn metrics_provider(self) -> &'static str {
+        match self {
+            Self::Vault => "HashiCorp/Vault",
+            Self::OpenBao => "OpenBao",
+        }
+    }
+
     /// The provider key, for messages.
     pub(crate) fn key(self) -> &'static str {
         match self {

@@ -1,32 +1,110 @@
 //! Reading the KV secrets engine: one secret, one property, all of a secret's keys, its custom
 //! metadata, and searches by name or custom-metadata tags over a recursive LIST.
+//!
+//! Every read (data, custom metadata, a listing) goes through the store identity's shared
+//! reads ([`crate::coalesce`]), keyed by the namespace the client acts for and the exact
+//! request (path, version, `list`): ExternalSecrets that read one key at about the same time
+//! cost one request, under the rules the controller sets per sync. Each property, each
+//! `extract` and each `find` is then taken from the shared answer.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use lockstep_api::external_secret::{Find, MetadataPolicy, RemoteRef};
 use lockstep_api::providers::vault::KvVersion;
 use lockstep_api::value::SecretValue;
 use reqwest::Method;
 
+use super::cache::Reads;
 use super::client::VaultClient;
 use super::config::Flavor;
 use super::http::read_error;
 use crate::gojson::{self, GoValue, Numbers};
-use crate::{ProviderError, Result, SecretMap, SecretsClient, StoreKind, Validation};
+use crate::{CallObserver, ProviderError, Result, SecretMap, SecretsClient, StoreKind, Validation};
 
 /// Reads done at once by a `find`.
 const FIND_CONCURRENCY: usize = 4;
 
-impl VaultClient {
+/// What one shared read asks for: the namespace the client acts for (a ClusterSecretStore's
+/// callers of different namespaces never share), and the exact request.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) struct ReadKey {
+    namespace: String,
+    path: String,
+    query: Vec<(&'static str, String)>,
+}
+
+/// A store's client as the ExternalSecrets of one namespace use it.
+pub(crate) struct Acting {
+    pub client: Arc<VaultClient>,
+    pub reads: Reads,
+    pub namespace: String,
+    pub observer: Arc<dyn CallObserver>,
+}
+
+impl Acting {
+    fn cfg(&self) -> &super::config::Config {
+        &self.client.cfg
+    }
+
     fn version(&self) -> KvVersion {
-        self.cfg.paths.version()
+        self.cfg().paths.version()
+    }
+
+    /// The body of a successful GET of `path`, shared with identical reads; any other status
+    /// is the error `read_error` gives (`key` names what was read). `call` labels the request
+    /// in `externalsecret_provider_api_calls_count` (ESO's names: `ReadSecretData` for data
+    /// and metadata, `ListSecrets`).
+    async fn read(
+        &self,
+        call: &'static str,
+        path: String,
+        query: Vec<(&'static str, String)>,
+        what: &str,
+        key: &str,
+    ) -> Result<SecretValue> {
+        let read_key = ReadKey {
+            namespace: self.namespace.clone(),
+            path: path.clone(),
+            query: query.clone(),
+        };
+        let (client, observer) = (self.client.clone(), self.observer.clone());
+        let (what, key) = (what.to_owned(), key.to_owned());
+        self.reads
+            .get(read_key, move || {
+                async move {
+                    let query: Vec<(&str, &str)> =
+                        query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                    let result = client
+                        .send(Method::GET, &path, &query, &what)
+                        .await
+                        .and_then(|reply| {
+                            if reply.ok() {
+                                Ok(reply.body)
+                            } else {
+                                Err(read_error(reply.status, &what, &key))
+                            }
+                        });
+                    // As ESO: a read the server answered (a missing secret included) is a
+                    // success.
+                    let status = match &result {
+                        Ok(_) | Err(ProviderError::NotFound { .. }) => "success",
+                        Err(_) => "error",
+                    };
+                    observer.call(client.cfg.flavor.metrics_provider(), call, status);
+                    result
+                }
+                .boxed()
+            })
+            .await
     }
 
     /// The data of `key` (at `version`), as a JSON object.
     async fn read_data(&self, key: &str, version: Option<&str>) -> Result<GoValue> {
         let version = version.filter(|v| !v.is_empty());
         if let Some(v) = version
-            && self.cfg.flavor == Flavor::OpenBao
+            && self.cfg().flavor == Flavor::OpenBao
         {
             if self.version() == KvVersion::V1 {
                 return Err(ProviderError::InvalidData(format!(
@@ -39,17 +117,18 @@ impl VaultClient {
                 )));
             }
         }
-        let path = self.cfg.paths.data_path(key);
+        let path = self.cfg().paths.data_path(key);
         let what = format!("reading {path}");
-        let query: Vec<(&str, &str)> = version.map(|v| ("version", v)).into_iter().collect();
-        let reply = self.send(Method::GET, &path, &query, &what).await?;
-        if !reply.ok() {
-            return Err(read_error(reply.status, &what, key));
-        }
+        let query = version
+            .map(|v| ("version", v.to_owned()))
+            .into_iter()
+            .collect();
+        let body = self.read("ReadSecretData", path, query, &what, key).await?;
+        let text = body.expose_str().unwrap_or_default();
         let data = match self.version() {
-            KvVersion::V1 => gjson::get(reply.text(), "data"),
+            KvVersion::V1 => gjson::get(text, "data"),
             KvVersion::V2 => {
-                let data = gjson::get(reply.text(), "data.data");
+                let data = gjson::get(text, "data.data");
                 if !data.exists() {
                     return Err(ProviderError::InvalidData(format!(
                         "{what}: the response has no data field"
@@ -77,13 +156,15 @@ impl VaultClient {
                 "metadata can only be read from a KV v2 engine".into(),
             ));
         }
-        let path = self.cfg.paths.metadata_path(key)?;
+        let path = self.cfg().paths.metadata_path(key)?;
         let what = format!("reading {path}");
-        let reply = self.send(Method::GET, &path, &[], &what).await?;
-        if !reply.ok() {
-            return Err(read_error(reply.status, &what, key));
-        }
-        let meta = gjson::get(reply.text(), "data.custom_metadata");
+        let body = self
+            .read("ReadSecretData", path, Vec::new(), &what, key)
+            .await?;
+        let meta = gjson::get(
+            body.expose_str().unwrap_or_default(),
+            "data.custom_metadata",
+        );
         Ok(match meta.kind() {
             gjson::Kind::Object => {
                 let value = gojson::from_gjson(&meta);
@@ -115,20 +196,17 @@ impl VaultClient {
         let mut folders = vec![prefix.to_owned()];
         let mut first = true;
         while let Some(folder) = folders.pop() {
-            let path = self.cfg.paths.list_path(&folder)?;
+            let path = self.cfg().paths.list_path(&folder)?;
             let what = format!("listing {path}");
-            let reply = self
-                .send(Method::GET, &path, &[("list", "true")], &what)
-                .await?;
-            if reply.status == 404 && !first {
-                continue;
-            }
-            if !reply.ok() {
-                let shown = if folder.is_empty() { "/" } else { &folder };
-                return Err(read_error(reply.status, &what, shown));
-            }
+            let shown = if folder.is_empty() { "/" } else { &folder };
+            let query = vec![("list", "true".to_owned())];
+            let body = match self.read("ListSecrets", path, query, &what, shown).await {
+                // A folder emptied between two listings.
+                Err(ProviderError::NotFound { .. }) if !first => continue,
+                other => other?,
+            };
             first = false;
-            gjson::get(reply.text(), "data.keys").each(|_, k| {
+            gjson::get(body.expose_str().unwrap_or_default(), "data.keys").each(|_, k| {
                 let name = format!("{folder}{}", k.str());
                 if name.ends_with('/') {
                     folders.push(name);
@@ -209,7 +287,7 @@ fn out_of_range(key: &str) -> ProviderError {
 }
 
 #[async_trait]
-impl SecretsClient for VaultClient {
+impl SecretsClient for Acting {
     async fn get_secret(&self, remote: &RemoteRef) -> Result<SecretValue> {
         match self.read_ref(remote).await? {
             Some(data) => value_of(&data, remote.property.as_deref(), &remote.key),
@@ -279,14 +357,14 @@ impl SecretsClient for VaultClient {
     }
 
     async fn validate(&self) -> Result<Validation> {
-        if self.ctx.kind == StoreKind::ClusterSecretStore && self.cfg.referent {
+        if self.client.ctx.kind == StoreKind::ClusterSecretStore && self.cfg().referent {
             return Ok(Validation::Unknown);
         }
-        match self.cfg.flavor {
+        match self.cfg().flavor {
             Flavor::Vault => {
-                let token = self.token().await?;
+                let token = self.client.token().await?;
                 let reply = match &token {
-                    Some(s) => self.lookup_self(&s.token).await?,
+                    Some(s) => self.client.lookup_self(&s.token).await?,
                     None => {
                         return Err(ProviderError::Auth(
                             "the store has no auth, so its token cannot be checked".into(),
@@ -303,12 +381,12 @@ impl SecretsClient for VaultClient {
                 }
             }
             Flavor::OpenBao => {
-                let super::paths::PathRules::OpenBao { mount, version } = &self.cfg.paths else {
+                let super::paths::PathRules::OpenBao { mount, version } = &self.cfg().paths else {
                     return Ok(Validation::Ready);
                 };
                 let path = format!("sys/mounts/{mount}");
                 let what = format!("reading {path}");
-                let reply = self.send(Method::GET, &path, &[], &what).await?;
+                let reply = self.client.send(Method::GET, &path, &[], &what).await?;
                 match reply.status {
                     200..=299 => {}
                     400 | 404 => {

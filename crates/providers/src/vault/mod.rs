@@ -25,6 +25,9 @@
 //! certificate. A CA or certificate kept in a ConfigMap or Secret is read again every minute
 //! ([`VaultCacheConfig::tls_reload`]) and a change reconnects without a new login.
 //!
+//! Identical reads by ExternalSecrets of one store identity and namespace at about the same
+//! time are one request ([`crate::coalesce`]; see `kv`).
+//!
 //! Errors name stores, paths and keys; never a value, a token, a credential or the body of a
 //! read.
 
@@ -129,7 +132,7 @@ pub async fn client<'a>(
         },
         spec_hash: cfg.spec_hash,
     };
-    let slot = cache.slot(&key);
+    let (slot, reads) = cache.slot(&key);
     let settings = cache.config().clone();
     let vault = slot
         .get_or_try_init(|| async {
@@ -148,5 +151,10 @@ pub async fn client<'a>(
     vault.reload_tls().await;
     // Log in (or renew) now, so that credential problems surface when the client is made.
     vault.token().await?;
-    Ok(vault)
+    Ok(Arc::new(kv::Acting {
+        client: vault,
+        reads,
+        namespace: ctx.namespace.clone(),
+        observer: cache.observer(),
+    }))
 }

@@ -810,3 +810,120 @@ async fn cluster_store_reads_named_namespaces_and_is_referent_without_them() {
         other => panic!("expected no read without a namespace, got {other:?}"),
     }
 }
+
+/// The apiserver's audit log (Secrets read or listed by ServiceAccounts, at the Metadata
+/// level), read from a mark on.
+struct KubeAudit {
+    from: usize,
+}
+
+impl KubeAudit {
+    fn log() -> String {
+        std::fs::read_to_string(test_env().path("LOCKSTEP_KUBE_AUDIT_LOG"))
+            .expect("the apiserver's audit log")
+    }
+
+    fn mark() -> Self {
+        Self {
+            from: Self::log().len(),
+        }
+    }
+
+    /// Completed GETs of Secret `namespace/name` by `user` since the mark.
+    fn gets(&self, user: &str, namespace: &str, name: &str) -> usize {
+        let log = Self::log();
+        log[self.from.min(log.len())..]
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["stage"] == "ResponseComplete" && e["verb"] == "get")
+            .filter(|e| e["user"]["username"] == user)
+            .filter(|e| {
+                e["objectRef"]["resource"] == "secrets"
+                    && e["objectRef"]["namespace"] == namespace
+                    && e["objectRef"]["name"] == name
+            })
+            .count()
+    }
+
+    /// The count of [`KubeAudit::gets`] once it has reached `at_least` and held for a moment
+    /// (an event is written when its response is complete).
+    async fn settled_gets(
+        &self,
+        user: &str,
+        namespace: &str,
+        name: &str,
+        at_least: usize,
+    ) -> usize {
+        eventually("the apiserver's audit events", TIMEOUT, || async {
+            (self.gets(user, namespace, name) >= at_least).then_some(())
+        })
+        .await;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        self.gets(user, namespace, name)
+    }
+}
+
+/// Identical reads through one store share one request to the remote apiserver, counted in
+/// the apiserver's own audit log by the store's identity: 20 concurrent readers and 5 more
+/// afterwards cost one GET inside a sync's sharing scope; two stores (two ServiceAccounts)
+/// never share; outside a scope, a finished read is not reused.
+#[tokio::test]
+async fn identical_reads_of_one_store_cost_one_request_to_the_apiserver() {
+    let f = Fixture::new("k8s-share").await;
+    let remote = f.remote.name().to_owned();
+    for sa in ["reader-a", "reader-b"] {
+        f.service_account(f.store.name(), sa).await;
+        f.grant_remote_read(
+            &format!("share-{sa}"),
+            json!({ "kind": "ServiceAccount", "name": sa, "namespace": f.store.name() }),
+        )
+        .await;
+    }
+    let cache = KubernetesCache::default();
+    let a = build(&f.spec(sa_auth("reader-a", None)), &f.ctx("a"), &cache).await;
+    let b = build(&f.spec(sa_auth("reader-b", None)), &f.ctx("b"), &cache).await;
+    assert_eq!(first_read(&a).await, "app");
+    assert_eq!(first_read(&b).await, "app");
+    let user = |sa: &str| format!("system:serviceaccount:{}:{sa}", f.store.name());
+
+    let audit = KubeAudit::mark();
+    let since = std::time::SystemTime::now();
+    let read = |c: Arc<dyn SecretsClient>| async move {
+        let v = lockstep_providers::coalesce::share_reads_since(
+            since,
+            c.get_secret(&property("db-creds", "password")),
+        )
+        .await
+        .expect("read");
+        text(v)
+    };
+    let concurrent = (0..20).flat_map(|_| [read(a.clone()), read(b.clone())]);
+    let values = futures::future::join_all(concurrent).await;
+    assert!(values.iter().all(|v| v == PASSWORD));
+    for _ in 0..5 {
+        assert_eq!(read(a.clone()).await, PASSWORD);
+        assert_eq!(read(b.clone()).await, PASSWORD);
+    }
+    for sa in ["reader-a", "reader-b"] {
+        assert_eq!(
+            audit.settled_gets(&user(sa), &remote, "db-creds", 1).await,
+            1,
+            "50 reads by {sa}'s store: one GET at the apiserver"
+        );
+    }
+
+    // Outside a sync's scope only reads in flight are joined: two reads one after the
+    // other are two requests.
+    let audit = KubeAudit::mark();
+    for _ in 0..2 {
+        a.get_secret(&property("db-creds", "password"))
+            .await
+            .expect("read");
+    }
+    assert_eq!(
+        audit
+            .settled_gets(&user("reader-a"), &remote, "db-creds", 2)
+            .await,
+        2
+    );
+}

@@ -6,3 +6,4 @@ mod aws_endpoints;
 pub(crate) mod aws_proxy;
 mod kubernetes;
 mod openbao;
+mod openbao_coalesce;
