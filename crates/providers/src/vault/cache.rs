@@ -9,8 +9,9 @@
 //!
 //! Beside each client the cache keeps its reads in flight and just finished
 //! ([`crate::coalesce`]), so identical reads by ExternalSecrets of one store identity are
-//! shared; they are kept outside the client, so that a read in flight never keeps a dropped
-//! client (and its token) alive.
+//! shared. They are kept beside the client, not in it, so no reference cycle forms: a read in
+//! flight holds the client only until it ends (an abandoned one at most until it is pruned or
+//! the cache entry is dropped), and the client's token is revoked when the last holder is gone.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -24,13 +24,11 @@ pub(crate) enum Flavor {
 }
 
 impl Flavor {
-    /// The `provider` label of the requests counted in `externalsecret_provider_api_calls_count`
-    /// (ESO's `HashiCorp/Vault`).
+    /// The `provider` label of the requests counted in `externalsecret_provider_api_calls_count`:
+    /// ESO's `HashiCorp/Vault` for both keys (OpenBao speaks Vault's API), so ESO's dashboards
+    /// see them.
     pub(crate) fn metrics_provider(self) -> &'static str {
-        match self {
-            Self::Vault => "HashiCorp/Vault",
-            Self::OpenBao => "OpenBao",
-        }
+        "HashiCorp/Vault"
     }
 
     /// The provider key, for messages.

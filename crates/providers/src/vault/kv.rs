@@ -71,6 +71,7 @@ impl Acting {
         };
         let (client, observer) = (self.client.clone(), self.observer.clone());
         let (what, key) = (what.to_owned(), key.to_owned());
+        let caller_key = key.clone();
         self.reads
             .get(read_key, move || {
                 async move {
@@ -98,6 +99,12 @@ impl Acting {
                 .boxed()
             })
             .await
+            // Two remote keys can name one path (`x` and `secret/x`): a shared "not found"
+            // names the key this caller asked for.
+            .map_err(|e| match e {
+                ProviderError::NotFound { .. } => ProviderError::NotFound { key: caller_key },
+                other => other,
+            })
     }
 
     /// The data of `key` (at `version`), as a JSON object.

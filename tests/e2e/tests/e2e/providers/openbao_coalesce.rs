@@ -234,7 +234,11 @@ async fn many_external_secrets_on_one_openbao_key_read_it_once_cold_and_once_per
     assert_eq!(next.values().collect::<BTreeSet<_>>().len(), 1, "{next:?}");
 
     // A rotation, then every ExternalSecret force-synced within the time a shared read is
-    // kept: none may be served the value read before its force-sync.
+    // kept: none may be served the value read before its force-sync. Every Secret must have
+    // the new value before the next refresh falls due (15 s after the cycle's shared read),
+    // so the force-syncs, not a refresh, brought it.
+    let next_due =
+        SystemTime::from(*next.values().min().expect("a refresh time")) + Duration::from_secs(15);
     bao.put_kv2(
         &key,
         json!({ "password": "canary-coalesced-v2", "user": "app" }),
@@ -244,12 +248,25 @@ async fn many_external_secrets_on_one_openbao_key_read_it_once_cold_and_once_per
     for name in &names {
         force_sync(&admin, ns.name(), name).await;
     }
-    for name in &names {
-        wait_secret(&admin, ns.name(), name, "the rotated Secret", |s| {
-            has(s, "canary-coalesced-v2")
-        })
-        .await;
-    }
+    let secrets = Api::<Secret>::namespaced(admin.clone(), ns.name());
+    eventually(
+        "every Secret to have the rotated value",
+        TIMEOUT,
+        || async {
+            let list = secrets.list(&Default::default()).await.ok()?;
+            let done = names.iter().all(|n| {
+                list.items
+                    .iter()
+                    .any(|s| s.metadata.name.as_ref() == Some(n) && has(s, "canary-coalesced-v2"))
+            });
+            done.then_some(())
+        },
+    )
+    .await;
+    assert!(
+        SystemTime::now() < next_due,
+        "the force-syncs brought the rotated value, before the next refresh was due"
+    );
     let after = rotated.reads(&data_path);
     assert!(
         (1..=N).contains(&after),
@@ -325,6 +342,22 @@ async fn reads_are_never_shared_between_tokens_or_between_a_cluster_stores_names
     assert!(values.iter().all(|v| v == "canary-identity"));
     assert_eq!(audit.reads(&data_path), 2, "two tokens: two reads");
 
+    // One store whose token reference changes: a new identity, a new read.
+    let audit = Audit::mark();
+    let before = client(&a, &ctx(StoreKind::SecretStore, "c", ns.name()), &cache)
+        .await
+        .expect("c with token-a");
+    read_all(&[before], &key).await;
+    let after = client(&b, &ctx(StoreKind::SecretStore, "c", ns.name()), &cache)
+        .await
+        .expect("c with token-b");
+    read_all(&[after], &key).await;
+    assert_eq!(
+        audit.reads(&data_path),
+        2,
+        "a changed token reference: a new read"
+    );
+
     // One ClusterSecretStore (its token named with its namespace) used from two namespaces:
     // one read per namespace.
     let cluster = spec("token-a", Some(ns.name()));
@@ -351,7 +384,7 @@ async fn reads_are_never_shared_between_tokens_or_between_a_cluster_stores_names
     );
     assert_eq!(
         cache.len(),
-        3,
-        "one login per store; the cluster store's is shared"
+        4,
+        "one client per store (c's first replaced by its second); the cluster store's is shared"
     );
 }
