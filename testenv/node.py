@@ -221,7 +221,10 @@ def kill_cgroup(net: NodeNet, timeout: float = 20.0) -> None:
 
 
 def remove_cgroups(net: NodeNet) -> None:
-    for h in cgroup_hierarchies():
+    # kubelet and runc also make the pods' cgroups in the unified (v2) hierarchy that systemd
+    # mounts beside the v1 ones: those go too.
+    unified = CGROUP_BASE / "unified"
+    for h in cgroup_hierarchies() + ([unified] if unified.is_dir() else []):
         root = h / net.cgroup
         if not root.is_dir():
             continue

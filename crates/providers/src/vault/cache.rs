@@ -23,7 +23,7 @@ use super::client::VaultClient;
 use super::config::Flavor;
 use super::kv::ReadKey;
 use crate::coalesce::Flights;
-use crate::{CallObserver, NoCalls, StoreKind};
+use crate::{CallObserver, NoCalls, SecretsClient, StoreKind};
 
 /// Settings of a [`VaultCache`].
 #[derive(Clone, Debug)]
@@ -72,9 +72,14 @@ type Slot = Arc<OnceCell<Arc<VaultClient>>>;
 /// The reads of one client, shared by its callers.
 pub(crate) type Reads = Arc<Flights<ReadKey>>;
 
+/// The client as each namespace's callers use it (one view per namespace, so that the same
+/// store identity and namespace always get the same client object).
+pub(crate) type Views = Arc<Mutex<HashMap<String, Arc<dyn SecretsClient>>>>;
+
 struct Entry {
     slot: Slot,
     reads: Reads,
+    views: Views,
     last_used: u64,
 }
 
@@ -168,24 +173,26 @@ impl VaultCache {
     /// The slot of `key` and its shared reads, created when missing. A new slot evicts the
     /// clients of the same identity with another spec hash, then the least recently used
     /// beyond the capacity.
-    pub(crate) fn slot(&self, key: &Key) -> (Slot, Reads) {
+    pub(crate) fn slot(&self, key: &Key) -> (Slot, Reads, Views) {
         let mut inner = self.lock();
         inner.tick += 1;
         let tick = inner.tick;
         if let Some(entry) = inner.entries.get_mut(key) {
             entry.last_used = tick;
-            return (entry.slot.clone(), entry.reads.clone());
+            return (entry.slot.clone(), entry.reads.clone(), entry.views.clone());
         }
         inner
             .entries
             .retain(|k, _| k.identity != key.identity || k.spec_hash == key.spec_hash);
         let slot: Slot = Arc::new(OnceCell::new());
         let reads: Reads = Arc::default();
+        let views: Views = Arc::default();
         inner.entries.insert(
             key.clone(),
             Entry {
                 slot: slot.clone(),
                 reads: reads.clone(),
+                views: views.clone(),
                 last_used: tick,
             },
         );
@@ -200,6 +207,6 @@ impl VaultCache {
             };
             inner.entries.remove(&oldest);
         }
-        (slot, reads)
+        (slot, reads, views)
     }
 }

@@ -132,7 +132,7 @@ pub async fn client<'a>(
         },
         spec_hash: cfg.spec_hash,
     };
-    let (slot, reads) = cache.slot(&key);
+    let (slot, reads, views) = cache.slot(&key);
     let settings = cache.config().clone();
     let vault = slot
         .get_or_try_init(|| async {
@@ -151,10 +151,14 @@ pub async fn client<'a>(
     vault.reload_tls().await;
     // Log in (or renew) now, so that credential problems surface when the client is made.
     vault.token().await?;
-    Ok(Arc::new(kv::Acting {
-        client: vault,
-        reads,
-        namespace: ctx.namespace.clone(),
-        observer: cache.observer(),
-    }))
+    let mut views = views.lock().unwrap_or_else(|e| e.into_inner());
+    let view = views.entry(ctx.namespace.clone()).or_insert_with(|| {
+        Arc::new(kv::Acting {
+            client: vault,
+            reads,
+            namespace: ctx.namespace.clone(),
+            observer: cache.observer(),
+        })
+    });
+    Ok(view.clone())
 }

@@ -22,13 +22,19 @@ fn testenv_py() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testenv/testenv.py")
 }
 
-/// A process's start time (in clock ticks since boot), so that a pid the kernel has given to
-/// a new process is not taken for the old one.
+/// A running process's start time (in clock ticks since boot), so that a pid the kernel has
+/// given to a new process is not taken for the old one. `None` when there is no such process
+/// or it has exited and only waits to be reaped (a zombie, state `Z`: the processes of a killed
+/// supervisor are reparented to the machine's init, which reaps them in its own time).
 fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which is in parentheses and may hold spaces.
     let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
+    let mut fields = rest.split(' ');
+    if fields.next()? == "Z" {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 fn cmdline(pid: u32) -> String {
@@ -95,8 +101,8 @@ impl Drop for Supervisor {
 }
 
 /// Starts `testenv.py run` with a command that writes the env file's path to `marker` and
-/// sleeps; returns the supervisor once the environment is up.
-fn start_second_environment(dir: &Path) -> (Supervisor, TestEnv) {
+/// sleeps; returns the supervisor, the environment and its env file once it is up.
+fn start_second_environment(dir: &Path) -> (Supervisor, TestEnv, PathBuf) {
     let marker = dir.join("env-path");
     let log = File::create(dir.join("supervisor.log")).expect("log file");
     let mut supervisor = Command::new("python3")
@@ -112,8 +118,9 @@ fn start_second_environment(dir: &Path) -> (Supervisor, TestEnv) {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if let Ok(path) = std::fs::read_to_string(&marker) {
-            let env = TestEnv::from_file(Path::new(path.trim())).expect("the second env file");
-            return (Supervisor(supervisor), env);
+            let path = PathBuf::from(path.trim());
+            let env = TestEnv::from_file(&path).expect("the second env file");
+            return (Supervisor(supervisor), env, path);
         }
         if let Some(status) = supervisor.try_wait().expect("supervisor status") {
             panic!(
@@ -136,17 +143,13 @@ fn start_second_environment(dir: &Path) -> (Supervisor, TestEnv) {
 async fn a_killed_supervisor_leaves_no_process_container_mount_or_network_after_clean() {
     let dir = std::env::temp_dir().join(unique_name("lockstep-teardown"));
     std::fs::create_dir_all(&dir).expect("a folder for the second environment's log");
-    let (mut supervisor, second) = tokio::task::spawn_blocking({
+    let (mut supervisor, second, env_file) = tokio::task::spawn_blocking({
         let dir = dir.clone();
         move || start_second_environment(&dir)
     })
     .await
     .expect("starting the second environment");
-    let state = second
-        .path("LOCKSTEP_TESTENV")
-        .parent()
-        .expect("state folder")
-        .to_owned();
+    let state = env_file.parent().expect("state folder").to_owned();
     let net: Value = serde_json::from_str(
         &std::fs::read_to_string(state.join("node.json")).expect("the node's node.json"),
     )
