@@ -7,7 +7,7 @@ use lockstep_template::{Delims, Limits, Template};
 use serde_json::Value as Json;
 
 fn load(name: &str) -> Vec<Json> {
-    let path = format!("{}/tests/conformance/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/tests/conformance/{name}", manifest_dir());
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     match serde_json::from_str(&text) {
         Ok(Json::Array(rows)) => rows,
@@ -116,4 +116,10 @@ fn go_conformance() {
         failures.join("\n")
     );
     println!("{} cases agree with Go", cases.len());
+}
+
+/// The package's folder: from cargo at run time (a test binary that cargo kept from a build of
+/// another checkout of the same tree would otherwise look in that checkout), else as compiled.
+fn manifest_dir() -> String {
+    std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned())
 }

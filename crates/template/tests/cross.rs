@@ -9,7 +9,7 @@ use lockstep_template::{Limits, render};
 use serde_json::{Value as Json, json};
 
 fn dir() -> String {
-    format!("{}/tests/conformance", env!("CARGO_MANIFEST_DIR"))
+    format!("{}/tests/conformance", manifest_dir())
 }
 
 fn run(t: &str, data: &BTreeMap<String, String>) -> String {
@@ -145,4 +145,10 @@ fn rust_made_outputs_read_back() {
             row["name"]
         );
     }
+}
+
+/// The package's folder: from cargo at run time (a test binary that cargo kept from a build of
+/// another checkout of the same tree would otherwise look in that checkout), else as compiled.
+fn manifest_dir() -> String {
+    std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned())
 }
