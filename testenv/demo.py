@@ -144,6 +144,14 @@ def main() -> int:
     return chart_demo(env, kube)
 
 
+def read_secret(kube: Http, ns: str, name: str) -> dict[str, str] | None:
+    """A Secret's data, decoded; None while it does not exist."""
+    code, s = kube.call("GET", f"/api/v1/namespaces/{ns}/secrets/{name}")
+    if code != 200:
+        return None
+    return {k: base64.b64decode(v).decode() for k, v in s.get("data", {}).items()}
+
+
 def restricted_namespace(kube: Http, name: str) -> None:
     """A namespace whose pods must pass the `restricted` Pod Security Standard."""
     apply(kube, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {
@@ -253,10 +261,7 @@ def chart_demo(env: dict[str, str], kube: Http) -> int:
     apply(kube, external_secret)
 
     def secret_data():
-        code, s = kube.call("GET", f"/api/v1/namespaces/{NS}/secrets/database")
-        if code != 200:
-            return None
-        return {k: base64.b64decode(v).decode() for k, v in s.get("data", {}).items()}
+        return read_secret(kube, NS, "database")
 
     data = wait("the synced Secret", secret_data)
     say(f"Secret {NS}/database synced by the Lockstep pod from OpenBao: {data}")
@@ -387,10 +392,7 @@ def aws_demo(env: dict[str, str], kube: Http, lockstep_bin: str) -> int:
                             env={**os.environ, "KUBECONFIG": env["KUBECONFIG"], "RUST_LOG": "info"})
     try:
         def secret_data():
-            code, s = kube.call("GET", f"/api/v1/namespaces/{AWS_NS}/secrets/database")
-            if code != 200:
-                return None
-            return {k: base64.b64decode(v).decode() for k, v in s.get("data", {}).items()}
+            return read_secret(kube, AWS_NS, "database")
 
         data = wait("the synced Secret", secret_data)
         say(f"Secret {AWS_NS}/database synced from AWS Secrets Manager: {data}")

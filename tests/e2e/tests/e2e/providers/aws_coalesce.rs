@@ -334,20 +334,8 @@ async fn a_refresh_cycle_shares_one_read_per_key() {
             ..Default::default()
         },
     );
-    let api = kube::Api::<lockstep_api::external_secret::ExternalSecret>::namespaced(
-        admin.clone(),
-        ns.name(),
-    );
     let refresh_times = || async {
-        let list = api.list(&Default::default()).await.ok()?;
-        let times: std::collections::BTreeMap<String, k8s_openapi::jiff::Timestamp> = list
-            .items
-            .iter()
-            .filter_map(|es| {
-                let t = es.status.as_ref()?.refresh_time.as_ref()?;
-                Some((es.metadata.name.clone()?, t.0))
-            })
-            .collect();
+        let times = crate::sync::refresh_times(&admin, ns.name()).await?;
         (times.len() == names.len()).then_some(times)
     };
     let cold = eventually("every ExternalSecret synced", TIMEOUT, refresh_times).await;

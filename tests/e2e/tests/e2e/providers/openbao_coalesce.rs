@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use lockstep_api::external_secret::{ExternalSecret, RemoteRef};
+use lockstep_api::external_secret::RemoteRef;
 use lockstep_api::providers::vault::VaultProvider;
 use lockstep_e2e::{
     Lockstep, OpenBao, TIMEOUT, TestNamespace, ensure_crds, eventually, unique_name,
@@ -200,17 +200,8 @@ async fn many_external_secrets_on_one_openbao_key_read_it_once_cold_and_once_per
 
     // One refresh cycle: every ExternalSecret falls due at the same moment (their
     // refreshTimes are the shared read's start) and the cycle costs one read.
-    let api = Api::<ExternalSecret>::namespaced(admin.clone(), ns.name());
     let refresh_times = || async {
-        let list = api.list(&Default::default()).await.ok()?;
-        let times: std::collections::BTreeMap<String, k8s_openapi::jiff::Timestamp> = list
-            .items
-            .iter()
-            .filter_map(|es| {
-                let t = es.status.as_ref()?.refresh_time.as_ref()?;
-                Some((es.metadata.name.clone()?, t.0))
-            })
-            .collect();
+        let times = crate::sync::refresh_times(&admin, ns.name()).await?;
         (times.len() == N).then_some(times)
     };
     let first = eventually("every refreshTime", TIMEOUT, refresh_times).await;

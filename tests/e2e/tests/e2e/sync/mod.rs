@@ -96,3 +96,23 @@ pub fn value(secret: &Secret, key: &str) -> Option<String> {
         .get(key)
         .map(|b| String::from_utf8_lossy(&b.0).into_owned())
 }
+
+/// The `status.refreshTime` of every ExternalSecret in `ns` that has one, by name.
+pub async fn refresh_times(
+    client: &Client,
+    ns: &str,
+) -> Option<std::collections::BTreeMap<String, k8s_openapi::jiff::Timestamp>> {
+    let list = Api::<ExternalSecret>::namespaced(client.clone(), ns)
+        .list(&Default::default())
+        .await
+        .ok()?;
+    Some(
+        list.items
+            .iter()
+            .filter_map(|es| {
+                let t = es.status.as_ref()?.refresh_time.as_ref()?;
+                Some((es.metadata.name.clone()?, t.0))
+            })
+            .collect(),
+    )
+}
