@@ -27,32 +27,75 @@ use crate::error::{Error, Result};
 use crate::metrics::ObjectLabels;
 use crate::scrub::scrub;
 
-/// What this controller last synced, per ExternalSecret (by uid): the `syncedResourceVersion`
-/// and `refreshTime` it wrote. The watch cache can still hold the object without that status
-/// when the next event (often Lockstep's own Secret write) arrives; reading the status from
-/// here avoids syncing the same ExternalSecret twice.
+/// What this controller last did, per ExternalSecret (by uid): the `syncedResourceVersion`
+/// and `refreshTime` of its last successful sync, and whether a sync failed since. The watch
+/// cache can still hold the object without that status when the next event (often
+/// Lockstep's own Secret write) arrives; reading the status from here avoids syncing the same
+/// ExternalSecret twice, and a failure recorded here is retried even when the cached status
+/// says the object is in sync and not due.
 #[derive(Debug, Default)]
-pub struct SyncMemory(std::sync::Mutex<std::collections::HashMap<String, (String, Time)>>);
+pub struct SyncMemory(std::sync::Mutex<std::collections::HashMap<String, Remembered>>);
+
+/// One ExternalSecret's entry in [`SyncMemory`].
+#[derive(Debug, Clone, Default)]
+struct Remembered {
+    synced: Option<(String, Time)>,
+    failed: bool,
+}
 
 impl SyncMemory {
     fn remember(&self, uid: &str, status: &ExternalSecretStatus) {
         if let (Some(rv), Some(t)) = (&status.synced_resource_version, &status.refresh_time) {
-            self.0
-                .lock()
-                .expect("sync memory lock")
-                .insert(uid.to_owned(), (rv.clone(), t.clone()));
+            self.0.lock().expect("sync memory lock").insert(
+                uid.to_owned(),
+                Remembered {
+                    synced: Some((rv.clone(), t.clone())),
+                    failed: false,
+                },
+            );
         }
+    }
+
+    /// Records that a sync failed: the next reconcile syncs again, whatever the status says.
+    fn remember_failure(&self, uid: &str) {
+        self.0
+            .lock()
+            .expect("sync memory lock")
+            .entry(uid.to_owned())
+            .or_default()
+            .failed = true;
     }
 
     fn forget(&self, uid: &str) {
         self.0.lock().expect("sync memory lock").remove(uid);
     }
 
+    /// Whether the last sync of `es` failed: as recorded here, or (nothing recorded since this
+    /// process started) as its Ready condition says.
+    fn last_failed(&self, es: &ExternalSecret) -> bool {
+        let uid = es.metadata.uid.as_deref().unwrap_or_default();
+        match self.0.lock().expect("sync memory lock").get(uid) {
+            Some(entry) => entry.failed,
+            None => es
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .into_iter()
+                .flatten()
+                .any(|c| c.type_ == "Ready" && c.status == "False"),
+        }
+    }
+
     /// `es` with its sync status as this controller last wrote it, when that is newer than
     /// what the cache holds.
     fn effective(&self, es: &ExternalSecret) -> ExternalSecret {
         let uid = es.metadata.uid.clone().unwrap_or_default();
-        let remembered = self.0.lock().expect("sync memory lock").get(&uid).cloned();
+        let remembered = self
+            .0
+            .lock()
+            .expect("sync memory lock")
+            .get(&uid)
+            .and_then(|r| r.synced.clone());
         let mut es = es.clone();
         if let Some((rv, t)) = remembered {
             let status = es.status.get_or_insert_default();
@@ -113,14 +156,18 @@ pub async fn reconcile(
                 Error::Unsupported(field) => validate::unsupported_reason(field),
                 _ => reason::SYNCED_ERROR.to_owned(),
             };
-            let mut new_status = es.status.clone().unwrap_or_default();
+            memory.remember_failure(&es.uid().unwrap_or_default());
+            // On the status as this controller last wrote it: the cached one can predate the
+            // last sync, and writing it back would take that sync's refreshTime away.
+            let effective = memory.effective(&es);
+            let mut new_status = effective.status.clone().unwrap_or_default();
             new_status.conditions = Some(vec![status::ready(
-                es.status.as_ref(),
+                effective.status.as_ref(),
                 false,
                 &reason,
                 &message,
             )]);
-            status::write(&api, &es, new_status).await?;
+            status::write(&api, &effective, new_status).await?;
             ctx.metrics
                 .set_condition(&name, &namespace, "Ready", "False");
             publish(&ctx, &es, EventType::Warning, "UpdateFailed", &message).await;
@@ -157,13 +204,31 @@ async fn publish(ctx: &Context, es: &ExternalSecret, type_: EventType, reason: &
 }
 
 async fn ensure_finalizer(api: &Api<ExternalSecret>, es: &ExternalSecret) -> Result<()> {
-    if es
-        .finalizers()
-        .iter()
-        .any(|f| f == well_known::FINALIZER_EXTERNAL_SECRET)
-    {
+    let has = |es: &ExternalSecret| {
+        es.finalizers()
+            .iter()
+            .any(|f| f == well_known::FINALIZER_EXTERNAL_SECRET)
+    };
+    if has(es) {
         return Ok(());
     }
+    match add_finalizer(api, es).await {
+        // The cached copy is stale (often: this finalizer was added a moment ago): look at
+        // the object itself, and add the finalizer to that once if it still lacks it.
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            let current = api.get(&es.name_any()).await?;
+            if !has(&current) {
+                add_finalizer(api, &current).await?;
+            }
+            Ok(())
+        }
+        result => Ok(result?),
+    }
+}
+
+/// Adds Lockstep's finalizer at `es`'s resourceVersion (the list is replaced whole, so a
+/// concurrent change of it makes a conflict rather than being lost).
+async fn add_finalizer(api: &Api<ExternalSecret>, es: &ExternalSecret) -> kube::Result<()> {
     let mut finalizers = es.finalizers().to_vec();
     finalizers.push(well_known::FINALIZER_EXTERNAL_SECRET.into());
     let patch = serde_json::json!({
@@ -344,7 +409,7 @@ async fn sync(
         (Some(s), _) => build::secret_is_valid(s),
         (None, _) => false,
     };
-    if !should_refresh(es, interval) && valid {
+    if !should_refresh(es, interval) && valid && !memory.last_failed(cached) {
         let refreshed = es.status.as_ref().and_then(|s| s.refresh_time.as_ref());
         return Ok(next_refresh(es, interval, refreshed));
     }
@@ -468,10 +533,6 @@ async fn sync(
         }
         _ => {
             let manager = hash::field_manager(&name);
-            let owned = existing
-                .as_ref()
-                .map(|s| write::owned_data_keys(s, &manager))
-                .unwrap_or_default();
             let templated = match target.template.clone() {
                 None => None,
                 Some(template) => {
@@ -488,14 +549,6 @@ async fn sync(
                     Some(rendered)
                 }
             };
-            let desired = build::desired_templated(
-                es,
-                &target_name,
-                fetched.data,
-                templated,
-                existing.as_ref(),
-                &owned,
-            )?;
             // A renamed target leaves the old Secret behind: status.binding names the Secret
             // of the last sync (ESO's status, so this works after a takeover too).
             let previous = es
@@ -515,7 +568,34 @@ async fn sync(
                 )
                 .await?;
             }
-            match write::apply(&secrets, existing.as_ref(), &desired.secret, &name).await? {
+            // The Secret came from the apiserver's watch cache, which can still lack a write
+            // of a moment ago (this controller's own create, often): on a conflict, read it
+            // from etcd and build the write again, once, instead of failing the sync.
+            let mut existing = existing;
+            let mut quorum_read = false;
+            let written = loop {
+                let owned = existing
+                    .as_ref()
+                    .map(|s| write::owned_data_keys(s, &manager))
+                    .unwrap_or_default();
+                let desired = build::desired_templated(
+                    es,
+                    &target_name,
+                    fetched.data.clone(),
+                    templated.clone(),
+                    existing.as_ref(),
+                    &owned,
+                )?;
+                match write::apply(&secrets, existing.as_ref(), &desired.secret, &name).await {
+                    Err(kube::Error::Api(e)) if e.code == 409 && !quorum_read => {
+                        tracing::debug!(namespace, name, reason = %e.reason, "stale Secret in the watch cache, reading it again");
+                        existing = secrets.get_opt(&target_name).await?;
+                        quorum_read = true;
+                    }
+                    result => break result?,
+                }
+            };
+            match written {
                 write::Written::Created => {
                     publish(ctx, es, EventType::Normal, "Created", "secret created").await
                 }
@@ -548,6 +628,46 @@ mod tests {
     use lockstep_api::external_secret::ExternalSecretSpec;
 
     use super::*;
+
+    #[test]
+    fn a_failed_sync_is_retried_and_keeps_the_last_refresh_time() {
+        let memory = SyncMemory::default();
+        let mut es = ExternalSecret::new("db", ExternalSecretSpec::default());
+        es.metadata.uid = Some("uid-1".into());
+        let synced = ExternalSecretStatus {
+            synced_resource_version: Some("1-abc".into()),
+            refresh_time: Some(Time(k8s_openapi::jiff::Timestamp::now())),
+            ..Default::default()
+        };
+        assert!(!memory.last_failed(&es), "nothing recorded, no condition");
+        memory.remember("uid-1", &synced);
+        assert!(!memory.last_failed(&es));
+
+        // The cache still holds the object without that status, and the next sync fails.
+        memory.remember_failure("uid-1");
+        assert!(memory.last_failed(&es), "a recorded failure is retried");
+        let effective = memory.effective(&es);
+        let status = effective.status.expect("the remembered status");
+        assert_eq!(
+            status.refresh_time, synced.refresh_time,
+            "the last sync's time is kept"
+        );
+        assert_eq!(
+            status.synced_resource_version,
+            synced.synced_resource_version
+        );
+
+        memory.remember("uid-1", &synced);
+        assert!(!memory.last_failed(&es), "a success clears the failure");
+
+        // After a restart only the status is known: a Ready=False condition counts as a failure.
+        let fresh = SyncMemory::default();
+        es.status = Some(ExternalSecretStatus {
+            conditions: Some(vec![status::ready(None, false, reason::SYNCED_ERROR, "x")]),
+            ..synced
+        });
+        assert!(fresh.last_failed(&es));
+    }
 
     #[test]
     fn only_a_time_driven_refresh_of_a_synced_object_is_periodic() {

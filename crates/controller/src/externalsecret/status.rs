@@ -42,6 +42,16 @@ pub fn ready(
     }
 }
 
+/// The merge patch that writes `status`. It never holds `refreshTime: null`, which would
+/// delete the field: a status built on a stale copy must not take a sync's time away.
+fn patch_body(status: &ExternalSecretStatus) -> serde_json::Result<serde_json::Value> {
+    let mut status = serde_json::to_value(status)?;
+    if let Some(fields) = status.as_object_mut() {
+        fields.retain(|k, v| !(k == "refreshTime" && v.is_null()));
+    }
+    Ok(serde_json::json!({ "status": status }))
+}
+
 /// Writes `status` when it differs from the object's, so an unchanged reconcile writes nothing.
 pub async fn write(
     api: &Api<ExternalSecret>,
@@ -52,8 +62,35 @@ pub async fn write(
         return Ok(());
     }
     let name = es.metadata.name.as_deref().unwrap_or_default();
-    let patch = serde_json::json!({ "status": status });
+    let patch = patch_body(&status).map_err(kube::Error::SerdeError)?;
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_patch_never_deletes_the_refresh_time() {
+        let failed = ExternalSecretStatus {
+            conditions: Some(vec![ready(None, false, reason::SYNCED_ERROR, "failed")]),
+            ..Default::default()
+        };
+        let patch = patch_body(&failed).unwrap();
+        let status = patch["status"].as_object().unwrap();
+        assert!(
+            !status.contains_key("refreshTime"),
+            "a missing refreshTime is left out, not sent as null: {patch}"
+        );
+        assert_eq!(status["conditions"][0]["status"], "False");
+
+        let synced = ExternalSecretStatus {
+            refresh_time: Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)),
+            ..failed
+        };
+        let patch = patch_body(&synced).unwrap();
+        assert_eq!(patch["status"]["refreshTime"], "1970-01-01T00:00:00Z");
+    }
 }

@@ -64,7 +64,7 @@ pub struct Source {
 }
 
 /// What the template step produced.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Templated {
     /// The Secret's data from this ExternalSecret.
     pub data: SecretMap,
