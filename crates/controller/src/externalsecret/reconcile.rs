@@ -79,10 +79,8 @@ impl SyncMemory {
             None => es
                 .status
                 .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .into_iter()
-                .flatten()
-                .any(|c| c.type_ == "Ready" && c.status == "False"),
+                .and_then(status::ready_condition)
+                .is_some_and(|c| c.status == "False"),
         }
     }
 

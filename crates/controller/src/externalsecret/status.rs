@@ -19,6 +19,15 @@ pub mod reason {
     pub const MISSING: &str = "SecretMissing";
 }
 
+/// The Ready condition of `status`, if it has one.
+pub fn ready_condition(status: &ExternalSecretStatus) -> Option<&ExternalSecretCondition> {
+    status
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")
+}
+
 /// A Ready condition, keeping the transition time when the status did not change.
 pub fn ready(
     previous: Option<&ExternalSecretStatus>,
@@ -28,8 +37,7 @@ pub fn ready(
 ) -> ExternalSecretCondition {
     let status = if status { "True" } else { "False" };
     let since = previous
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .and_then(ready_condition)
         .filter(|c| c.status == status)
         .and_then(|c| c.last_transition_time.clone())
         .unwrap_or_else(|| Time(k8s_openapi::jiff::Timestamp::now()));
